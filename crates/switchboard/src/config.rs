@@ -1,0 +1,129 @@
+//! Every option switchboard takes: one flag, one environment variable, one default and one
+//! doc line each. `switchboard --help` is generated from this file, so it is also the
+//! reference for operators; `README.md` repeats it as a table.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// A socket.io-compatible WebRTC signaling relay for rtc.io apps.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "switchboard", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Port to listen on (3001, like the Node rtc.io server).
+    #[arg(long, env = "PORT", default_value_t = 3001)]
+    pub port: u16,
+
+    /// Origins allowed by CORS, comma-separated (e.g. `https://app.example.com`). `*` allows
+    /// any origin. Unset: any origin is allowed and a warning is printed at start-up.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Log output: `pretty` for people, `json` for log pipelines. Filter with `RUST_LOG`.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Largest client event, in bytes. A larger event is refused with `payload-too-large`.
+    #[arg(long, env = "MAX_PAYLOAD", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub max_payload: u32,
+
+    /// Largest Engine.IO packet (HTTP body or WebSocket frame) in bytes; a larger one closes
+    /// the connection. Defaults to 16 × --max-payload, so an oversized *event* gets a clear
+    /// `payload-too-large` error instead of a disconnect.
+    #[arg(long, env = "MAX_PACKET")]
+    pub max_packet: Option<u32>,
+
+    /// Engine.IO ping interval, in seconds.
+    #[arg(long, env = "PING_INTERVAL", default_value_t = 25)]
+    pub ping_interval: u64,
+
+    /// Engine.IO ping timeout, in seconds: how long a silent client is kept.
+    #[arg(long, env = "PING_TIMEOUT", default_value_t = 20)]
+    pub ping_timeout: u64,
+
+    /// Most members a room may hold; the next join gets `room-full`. 0 means no limit.
+    #[arg(long, env = "MAX_ROOM_SIZE", default_value_t = 0)]
+    pub max_room_size: usize,
+
+    /// Events each socket may send per second, sustained; more get `rate-limited`. 0 turns
+    /// rate limiting off.
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 200)]
+    pub rate_limit: u32,
+
+    /// Events a socket may send in a burst above --rate-limit (call set-up sends ~20 at once).
+    #[arg(long, env = "RATE_BURST", default_value_t = 400)]
+    pub rate_burst: u32,
+
+    /// HS256 secret for client tokens. When set, every connection must carry a valid JWT in
+    /// the socket.io `auth` payload (`{ token }`); a token with a `rooms` claim may join only
+    /// those rooms.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// This node's id in logs, `/health` and room state. Default: a random id.
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Config {
+    pub fn max_packet(&self) -> u64 {
+        self.max_packet
+            .map(u64::from)
+            .unwrap_or(u64::from(self.max_payload) * 16)
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval)
+    }
+
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_secs(self.ping_timeout)
+    }
+
+    pub fn room_capacity(&self) -> Option<usize> {
+        (self.max_room_size > 0).then_some(self.max_room_size)
+    }
+
+    /// Whether CORS admits any origin (unset or `*`).
+    pub fn cors_allows_any(&self) -> bool {
+        self.cors_origins.is_empty() || self.cors_origins.iter().any(|o| o.trim() == "*")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The clap definition is internally consistent (no duplicate flags, valid defaults).
+    #[test]
+    fn cli_is_valid() {
+        Config::command().debug_assert();
+    }
+
+    /// Defaults match the documented ones.
+    #[test]
+    fn defaults() {
+        let c = Config::try_parse_from(["switchboard"]).unwrap();
+        assert_eq!(c.port, 3001);
+        assert_eq!(c.max_payload, 65_536);
+        assert_eq!(c.max_packet(), 1_048_576);
+        assert!(c.cors_allows_any());
+        assert_eq!(c.room_capacity(), None);
+        let c = Config::try_parse_from(["switchboard", "--cors-origins", "https://a,https://b"])
+            .unwrap();
+        assert_eq!(c.cors_origins, ["https://a", "https://b"]);
+        assert!(!c.cors_allows_any());
+    }
+}

@@ -1,0 +1,17 @@
+//! switchboard: a socket.io-compatible WebRTC signaling relay for rtc.io apps.
+//!
+//! - [`config`]: every option (flag, environment variable, default).
+//! - [`app`]: builds the service (socket.io layer + HTTP routes) from a config.
+//! - [`signaling`]: the socket.io event handlers, one file per client event.
+//! - [`rooms`]: room membership and media state behind the [`rooms::RoomStore`] trait.
+//! - [`auth`]: optional JWT authentication of handshakes.
+//! - [`http`]: plain HTTP endpoints (`/health`).
+//!
+//! The wire contract lives in the `switchboard-protocol` crate and `docs/protocol.md`.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod rooms;
+pub mod signaling;

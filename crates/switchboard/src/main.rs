@@ -1,0 +1,87 @@
+//! The `switchboard` binary: read the configuration, serve, stop on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchboard::app;
+use switchboard::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    init_logging(config.log_format);
+
+    let app = match app::build(&config) {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.cors_allows_any() {
+        tracing::warn!(
+            "CORS allows any origin; set --cors-origins (CORS_ORIGINS) to restrict it in production"
+        );
+    }
+
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(%addr, "cannot listen: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!(
+        addr = %local,
+        node = %app.state.signaling.node_id,
+        version = env!("CARGO_PKG_VERSION"),
+        "switchboard listening"
+    );
+
+    let served = axum::serve(listener, app.router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    if let Err(e) = served {
+        tracing::error!("server error: {e}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,99 @@
+//! Room state: who is in which room, under what name, and with which mic/cam state.
+//!
+//! Socket.io rooms only know which *local* sockets are in a room; they cannot tell a late
+//! joiner who is already there on other nodes, or whether they are muted. That cluster-wide
+//! truth lives behind [`RoomStore`], with one implementation per backend:
+//!
+//! - [`MemoryRoomStore`]: the single-process default, a map behind a mutex.
+//! - a Redis implementation (cluster mode) with the same semantics.
+//!
+//! The trait is shaped for a shared remote store: every method is one small, atomic change or
+//! read of a single room (add one member, drop one member, set one member's media state), so
+//! a Redis backend maps each to a field-level write or a short server-side script. Nothing
+//! here reads a whole room, changes it and writes it back.
+
+mod memory;
+
+use async_trait::async_trait;
+use switchboard_protocol::{MediaState, MemberName, PeerInfo, RoomId};
+
+pub use memory::MemoryRoomStore;
+
+/// A socket that is in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The socket id, which is also the id peers address relays to.
+    pub id: String,
+    pub name: MemberName,
+    /// The node that holds the socket, so a survivor can clean up after a crashed node.
+    pub node: String,
+    /// Milliseconds since the Unix epoch; orders the backfill a late joiner receives.
+    pub joined_at_ms: u64,
+}
+
+/// A member as another member sees it: who it is and its last known media state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub member: Member,
+    pub media: Option<MediaState>,
+}
+
+impl Peer {
+    /// The entry of this peer in a `join-room` ack.
+    pub fn info(&self) -> PeerInfo {
+        PeerInfo {
+            id: self.member.id.clone(),
+            name: self.member.name.as_str().to_owned(),
+            mic: self.media.map(|m| m.mic),
+            cam: self.media.map(|m| m.cam),
+        }
+    }
+}
+
+/// What came of a join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joined {
+    /// The member is now in the room; these were there before it, oldest first.
+    Admitted { peers: Vec<Peer> },
+    /// The room already holds its maximum number of members; nothing changed.
+    Full,
+}
+
+/// The store could not answer. The event that needed it changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("room store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Cluster-wide room membership and media state.
+#[async_trait]
+pub trait RoomStore: Send + Sync + 'static {
+    /// Adds `member` to `room` unless the room already holds `capacity` members, and returns
+    /// the members that were there before. Joining again replaces the member's entry and keeps
+    /// its media state. Atomic: concurrent joins never exceed `capacity`.
+    async fn join(
+        &self,
+        room: &RoomId,
+        member: &Member,
+        capacity: Option<usize>,
+    ) -> Result<Joined, StoreError>;
+
+    /// Removes a member and its media state from a room. Returns whether it was there.
+    async fn leave(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError>;
+
+    /// Records a member's media state in a room. Returns false (and records nothing) when the
+    /// member is not in the room.
+    async fn set_media(
+        &self,
+        room: &RoomId,
+        member_id: &str,
+        media: MediaState,
+    ) -> Result<bool, StoreError>;
+
+    /// Whether `member_id` is in `room`.
+    async fn is_member(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError>;
+
+    /// Everyone in a room, oldest first.
+    async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError>;
+}

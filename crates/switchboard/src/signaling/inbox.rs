@@ -1,0 +1,125 @@
+//! Admission of client events, in the order they arrive.
+//!
+//! socketioxide calls [`Inbox::call`] synchronously from the socket's receive path, once per
+//! event packet, in arrival order. Here is decided, without awaiting anything, whether an
+//! event may enter the socket's queue: it must be text (no binary attachments), within
+//! `--max-payload`, within the socket's rate budget, and the queue must have room. Everything
+//! else (parsing, validation, state) happens in [`super::Session`], in the same order.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::handler::{FromMessageParts, MessageHandler, Value};
+use socketioxide::socket::Socket;
+use switchboard_protocol::inbound::peek_event_name;
+use switchboard_protocol::{ErrorCode, ProtocolError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Limits;
+use super::session::refuse;
+
+/// Events a socket may have waiting before new ones are refused with `rate-limited`. A
+/// well-behaved client never gets near it; it bounds the memory a flooding client can pin.
+pub const QUEUE_CAPACITY: usize = 256;
+
+/// What a session works through, in order.
+pub enum Inbound<A: Adapter> {
+    /// An admitted event: the packet's JSON text (`["name", payload]`, known to be text
+    /// without binary attachments) and its ack.
+    Event { packet: Value, ack: AckSender<A> },
+    /// The connection ended; the sender is told when departures have been announced.
+    Disconnect(oneshot::Sender<()>),
+}
+
+/// The socket's message handler for every event name.
+pub struct Inbox<A: Adapter> {
+    queue: mpsc::Sender<Inbound<A>>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    max_payload: usize,
+}
+
+/// Marker for socketioxide's `MessageHandler` type parameter.
+pub struct Admission;
+
+impl<A: Adapter> Inbox<A> {
+    pub fn new(limits: &Limits) -> (Self, mpsc::Receiver<Inbound<A>>) {
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let limiter = limits.rate.and_then(|(per_second, burst)| {
+            let per_second = NonZeroU32::new(per_second)?;
+            let burst = NonZeroU32::new(burst.max(per_second.get())).unwrap_or(per_second);
+            Some(RateLimiter::direct(
+                Quota::per_second(per_second).allow_burst(burst),
+            ))
+        });
+        let inbox = Self {
+            queue,
+            limiter,
+            max_payload: limits.max_payload,
+        };
+        (inbox, rx)
+    }
+
+    pub fn sender(&self) -> mpsc::Sender<Inbound<A>> {
+        self.queue.clone()
+    }
+
+    /// Admits one event into the queue, or refuses it at once.
+    fn admit(&self, socket: SocketRef<A>, packet: Value, ack: AckSender<A>) {
+        let text = match &packet {
+            Value::Str(text, None) => text.as_str(),
+            _ => {
+                let error = ProtocolError::invalid("binary attachments are not supported");
+                return refuse(&socket, "", &error, ack);
+            }
+        };
+        let refusal = if text.len() > self.max_payload {
+            Some(ProtocolError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "event is {} bytes; the limit is {} bytes",
+                    text.len(),
+                    self.max_payload
+                ),
+            ))
+        } else if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
+            Some(ProtocolError::new(
+                ErrorCode::RateLimited,
+                "too many events; slow down",
+            ))
+        } else {
+            None
+        };
+        if let Some(error) = refusal {
+            return refuse(&socket, peek_event_name(text), &error, ack);
+        }
+        if let Err(mpsc::error::TrySendError::Full(Inbound::Event { packet, ack })) =
+            self.queue.try_send(Inbound::Event { packet, ack })
+        {
+            let error =
+                ProtocolError::new(ErrorCode::RateLimited, "too many events waiting; slow down");
+            let name = packet.as_str().map(|t| peek_event_name(t)).unwrap_or("");
+            refuse(&socket, name, &error, ack);
+        }
+    }
+}
+
+impl<A: Adapter> MessageHandler<A, Admission> for Inbox<A> {
+    fn call(&self, socket: Arc<Socket<A>>, mut value: Value, ack_id: Option<i64>) {
+        let Ok(ack) = AckSender::from_message_parts(&socket, &mut value, &ack_id);
+        self.admit(SocketRef::from(socket), value, ack);
+    }
+}
+
+/// Queues the end of the connection behind the events already admitted, and waits until the
+/// session has announced the departure: socketioxide removes the socket from its rooms only
+/// after this returns, so the announcements still reach the whole room.
+pub async fn disconnect<A: Adapter>(queue: &mpsc::Sender<Inbound<A>>, socket: &SocketRef<A>) {
+    let (done, announced) = oneshot::channel();
+    if queue.send(Inbound::Disconnect(done)).await.is_ok() {
+        let _ = announced.await;
+    }
+    tracing::info!(socket = %socket.id, "disconnected");
+}

@@ -1,0 +1,25 @@
+//! `leave-room`: the socket leaves one room; the others hear `user-disconnected`.
+
+use socketioxide::adapter::Adapter;
+use switchboard_protocol::outbound::names;
+use switchboard_protocol::{LeaveRoom, ProtocolError, ServerEvent};
+
+use super::session::{Reply, Session};
+
+impl<A: Adapter> Session<A> {
+    pub(super) async fn leave(&mut self, leave: LeaveRoom) -> Result<Reply, ProtocolError> {
+        let room = leave.room_id;
+        self.ensure_member(&room)?;
+        self.signaling.store.leave(&room, &self.id).await?;
+        self.rooms.remove(&room);
+        self.emit_room(
+            &room,
+            names::USER_DISCONNECTED,
+            &ServerEvent::Departed { id: &self.id },
+        )
+        .await;
+        self.socket.leave(room.as_str().to_owned());
+        tracing::info!(socket = %self.id, %room, "left room");
+        Ok(Reply::Done)
+    }
+}

@@ -1,0 +1,149 @@
+//! The socket.io handlers: one client event in, validated, applied to room state, relayed.
+//!
+//! One relay, in a straight line:
+//!
+//! ```text
+//!  socket.io packet ──► Inbox::call (sync, in arrival order: size, rate, queue)
+//!                          │ bounded per-socket queue
+//!                          ▼
+//!                      Session::run (one task per socket, one event at a time)
+//!                          │ ClientEvent::decode (switchboard-protocol)
+//!                          ▼
+//!        join.rs | leave.rs | media.rs | screen_share.rs | relay.rs | disconnect.rs
+//!                          │ RoomStore (membership, roommate check, media state)
+//!                          ▼
+//!                      emit to a socket-id room or a call room (socketioxide adapter)
+//! ```
+//!
+//! Why a queue and a task per socket: socketioxide runs every async handler in its own
+//! spawned task, so two events from one client could overtake each other as soon as a handler
+//! awaits (a store write, a publish). The rtc.io client drops an ICE candidate that arrives
+//! before its offer, so order is part of the contract. [`Inbox`] is a hand-written
+//! `MessageHandler` that socketioxide calls synchronously in arrival order; it only admits the
+//! event into the socket's queue, and [`Session`] handles the queue in order.
+
+mod disconnect;
+mod inbox;
+mod join;
+mod leave;
+mod media;
+mod relay;
+mod screen_share;
+mod session;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Deserialize;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+
+use crate::auth::{Grant, TokenVerifier, Unauthorized};
+use crate::rooms::RoomStore;
+
+use inbox::Inbox;
+use session::Session;
+
+/// Everything the handlers share, built once at start-up.
+pub struct Signaling {
+    pub store: Arc<dyn RoomStore>,
+    /// Stored with each member so a survivor can clean up after this node in a cluster.
+    pub node_id: String,
+    pub limits: Limits,
+    /// Present when `--jwt-secret` is set.
+    pub verifier: Option<TokenVerifier>,
+    /// Connected sockets on this node, for `/health`.
+    sockets: AtomicUsize,
+}
+
+/// Per-socket limits from the configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest event, in bytes of its JSON text.
+    pub max_payload: usize,
+    /// Most members per room, or no limit.
+    pub room_capacity: Option<usize>,
+    /// Sustained events per second per socket, and the burst above it; `None`: unlimited.
+    pub rate: Option<(u32, u32)>,
+}
+
+impl Signaling {
+    pub fn new(
+        store: Arc<dyn RoomStore>,
+        node_id: String,
+        limits: Limits,
+        verifier: Option<TokenVerifier>,
+    ) -> Self {
+        Self {
+            store,
+            node_id,
+            limits,
+            verifier,
+            sockets: AtomicUsize::new(0),
+        }
+    }
+
+    /// Sockets connected to this node right now.
+    pub fn connected_sockets(&self) -> usize {
+        self.sockets.load(Ordering::Relaxed)
+    }
+}
+
+/// Registers the signaling handlers on the default namespace of a single-process server.
+pub fn attach(io: &SocketIo, signaling: Arc<Signaling>) {
+    let for_auth = signaling.clone();
+    let connect = move |socket: SocketRef| async move { on_connect(socket, signaling) };
+    let authenticate = move |socket: SocketRef, TryData(auth): TryData<AuthPayload>| {
+        let signaling = for_auth.clone();
+        async move { authenticate(&socket, &signaling, auth.ok()) }
+    };
+    io.ns("/", connect.with(authenticate));
+}
+
+/// The socket.io handshake `auth` object.
+#[derive(Debug, Deserialize)]
+struct AuthPayload {
+    token: Option<String>,
+}
+
+/// Connect middleware: with `--jwt-secret`, refuses handshakes without a valid token and
+/// records what the token grants.
+fn authenticate<A: Adapter>(
+    socket: &SocketRef<A>,
+    signaling: &Signaling,
+    auth: Option<AuthPayload>,
+) -> Result<(), Unauthorized> {
+    let grant = match &signaling.verifier {
+        None => Grant::anyone(),
+        Some(verifier) => {
+            let token = auth.and_then(|a| a.token).ok_or(Unauthorized)?;
+            verifier.verify(&token).inspect_err(|_| {
+                tracing::info!(socket = %socket.id, "handshake refused: invalid token");
+            })?
+        }
+    };
+    socket.extensions.insert(grant);
+    Ok(())
+}
+
+fn on_connect<A: Adapter>(socket: SocketRef<A>, signaling: Arc<Signaling>) {
+    // socketioxide does not put a socket in a room named after its id; relays and join
+    // notifications address sockets through that room, on this node or any other.
+    socket.join(socket.id.to_string());
+    signaling.sockets.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), "connected");
+
+    let grant = socket
+        .extensions
+        .get::<Grant>()
+        .unwrap_or_else(Grant::anyone);
+    let (inbox, queue) = Inbox::new(&signaling.limits);
+    let disconnects = inbox.sender();
+    socket.on_fallback(inbox);
+    socket.on_disconnect(async move |socket: SocketRef<A>| {
+        inbox::disconnect(&disconnects, &socket).await;
+    });
+    tokio::spawn(Session::new(socket, signaling, grant).run(queue));
+}

@@ -1,0 +1,177 @@
+//! One connected socket's signaling state and its ordered event loop.
+//!
+//! A [`Session`] is the only place that changes what a socket has joined, and it handles one
+//! event at a time, so the rooms it remembers never race with its own events. Each client
+//! event ends in exactly one answer: an ack (when the client asked for one) for an accepted
+//! event, or an `error` event plus a refusal ack for a refused one. This module is the edge
+//! where internal failures become protocol error codes.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef};
+use switchboard_protocol::outbound::names;
+use switchboard_protocol::{
+    Ack, ClientEvent, ErrorCode, ErrorEvent, PeerInfo, ProtocolError, RoomId, ServerEvent,
+};
+use tokio::sync::mpsc;
+
+use super::Signaling;
+use super::inbox::Inbound;
+use crate::auth::Grant;
+use crate::rooms::StoreError;
+
+/// What an accepted event answers in its ack.
+pub(super) enum Reply {
+    /// `join-room`: the room and who was already in it.
+    Joined { room: RoomId, peers: Vec<PeerInfo> },
+    /// Every other event: `{ ok: true }`.
+    Done,
+}
+
+pub(super) struct Session<A: Adapter> {
+    pub(super) socket: SocketRef<A>,
+    /// The socket id as a string, used in every payload this socket causes.
+    pub(super) id: String,
+    pub(super) signaling: Arc<Signaling>,
+    pub(super) grant: Grant,
+    /// Rooms this socket has joined, in a stable order for departure announcements.
+    pub(super) rooms: BTreeSet<RoomId>,
+}
+
+impl<A: Adapter> Session<A> {
+    pub(super) fn new(socket: SocketRef<A>, signaling: Arc<Signaling>, grant: Grant) -> Self {
+        Self {
+            id: socket.id.to_string(),
+            socket,
+            signaling,
+            grant,
+            rooms: BTreeSet::new(),
+        }
+    }
+
+    /// Handles the socket's events in order until its connection ends.
+    pub(super) async fn run(mut self, mut queue: mpsc::Receiver<Inbound<A>>) {
+        while let Some(inbound) = queue.recv().await {
+            match inbound {
+                Inbound::Event { packet, ack } => {
+                    let text = packet.as_str().map(|t| t.as_str()).unwrap_or_default();
+                    self.handle(text, ack).await;
+                }
+                Inbound::Disconnect(announced) => {
+                    self.disconnect().await;
+                    let _ = announced.send(());
+                    break;
+                }
+            }
+        }
+        self.signaling.sockets.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn handle(&mut self, packet: &str, ack: AckSender<A>) {
+        let decoded = ClientEvent::decode(packet);
+        let outcome = match decoded.event {
+            Ok(event) => self.dispatch(event).await,
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(Reply::Joined { room, peers }) => {
+                let _ = ack.send(&Ack::joined(room.as_str(), &self.id, &peers));
+            }
+            Ok(Reply::Done) => {
+                let _ = ack.send(&Ack::done());
+            }
+            Err(error) => refuse(&self.socket, &decoded.name, &error, ack),
+        }
+    }
+
+    async fn dispatch(&mut self, event: ClientEvent) -> Result<Reply, ProtocolError> {
+        match event {
+            ClientEvent::JoinRoom(join) => self.join(join).await,
+            ClientEvent::LeaveRoom(leave) => self.leave(leave).await,
+            ClientEvent::MediaState(update) => self.media_state(update).await,
+            ClientEvent::StopScreenShare(stop) => self.stop_screen_share(stop).await,
+            ClientEvent::Message(envelope) => self.relay(envelope).await,
+        }
+    }
+
+    /// Refuses events about rooms this socket has not joined.
+    pub(super) fn ensure_member(&self, room: &RoomId) -> Result<(), ProtocolError> {
+        if self.rooms.contains(room) {
+            Ok(())
+        } else {
+            Err(ProtocolError::new(
+                ErrorCode::NotInRoom,
+                format!("not in room {room:?}; send join-room first"),
+            ))
+        }
+    }
+
+    /// Sends an event to this socket only.
+    pub(super) fn emit_self(&self, event: &str, payload: &ServerEvent<'_>) {
+        if let Err(e) = self.socket.emit(event, payload) {
+            tracing::debug!(socket = %self.id, event, error = %e, "emit to self failed");
+        }
+    }
+
+    /// Sends an event to everyone in `room` but this socket, on every node.
+    pub(super) async fn emit_room<T: Serialize + ?Sized>(
+        &self,
+        room: &RoomId,
+        event: &str,
+        payload: &T,
+    ) {
+        let sent = self
+            .socket
+            .to(room.as_str().to_owned())
+            .emit(event, payload)
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(socket = %self.id, %room, event, error = %e, "broadcast failed");
+        }
+    }
+}
+
+impl<A: Adapter> Session<A> {
+    /// Sends an event to the given sockets, on whichever node they are.
+    pub(super) async fn emit_to(
+        &self,
+        socket_ids: &[String],
+        event: &str,
+        payload: &ServerEvent<'_>,
+    ) {
+        let sent = self
+            .socket
+            .to(socket_ids.to_vec())
+            .emit(event, payload)
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(socket = %self.id, event, error = %e, "emit to peers failed");
+        }
+    }
+}
+
+/// Answers a refused event: an `error` event, and a refusal ack when the client asked.
+pub(super) fn refuse<A: Adapter>(
+    socket: &SocketRef<A>,
+    event: &str,
+    error: &ProtocolError,
+    ack: AckSender<A>,
+) {
+    tracing::debug!(socket = %socket.id, event, code = %error.code, message = %error.message, "event refused");
+    let _ = socket.emit(names::ERROR, &ErrorEvent::new(error, event));
+    let _ = ack.send(&Ack::refused(error));
+}
+
+impl From<StoreError> for ProtocolError {
+    fn from(error: StoreError) -> Self {
+        tracing::warn!(%error, "room store failed");
+        ProtocolError::new(
+            ErrorCode::Unavailable,
+            "room state is unavailable right now; nothing changed, try again",
+        )
+    }
+}
