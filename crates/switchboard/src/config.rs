@@ -55,7 +55,8 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT", default_value_t = 200)]
     pub rate_limit: u32,
 
-    /// Events a socket may send in a burst above --rate-limit (call set-up sends ~20 at once).
+    /// Most events a socket may send at once before --rate-limit applies (the bucket size;
+    /// call set-up sends ~20 at once). Raised to --rate-limit if lower.
     #[arg(long, env = "RATE_BURST", default_value_t = 400)]
     pub rate_burst: u32,
 

@@ -24,6 +24,8 @@ async fn main() -> ExitCode {
         tracing::warn!(
             "CORS allows any origin; set --cors-origins (CORS_ORIGINS) to restrict it in production"
         );
+    } else {
+        tracing::info!(origins = ?config.cors_origins, "CORS allows only the configured origins");
     }
 
     let addr = SocketAddr::new(config.host, config.port);

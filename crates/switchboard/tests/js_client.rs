@@ -1,0 +1,57 @@
+//! The official socket.io JavaScript client against a real `switchboard` process.
+//!
+//! Each test starts its own node with the configuration the scenario needs and runs one file
+//! of `tests/js` against it; the node is killed when the test ends, pass or fail.
+
+use switchboard_testkit::{Node, run_node_test};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+fn env(node: &Node, transport: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("SWITCHBOARD_URL", node.url()),
+        ("SWITCHBOARD_TRANSPORT", transport.to_string()),
+    ]
+}
+
+/// The whole protocol over WebSocket-only connections.
+#[test]
+fn protocol_over_websocket() {
+    let node = Node::spawn(BIN, &[]);
+    run_node_test("protocol.test.mjs", &env(&node, "websocket"));
+}
+
+/// The whole protocol over HTTP long-polling-only connections.
+#[test]
+fn protocol_over_polling() {
+    let node = Node::spawn(BIN, &[]);
+    run_node_test("protocol.test.mjs", &env(&node, "polling"));
+}
+
+/// Room capacity, rate limiting and payload size limits.
+#[test]
+fn limits() {
+    let node = Node::spawn(
+        BIN,
+        &[
+            "--max-room-size",
+            "3",
+            "--rate-limit",
+            "5",
+            "--rate-burst",
+            "10",
+            "--max-payload",
+            "4096",
+        ],
+    );
+    run_node_test("limits.test.mjs", &env(&node, "websocket"));
+}
+
+/// JWT authentication of handshakes and room-scoped tokens.
+#[test]
+fn auth() {
+    let node = Node::spawn(BIN, &["--jwt-secret", "test-secret"]);
+    let mut vars = env(&node, "websocket");
+    vars.push(("SWITCHBOARD_JWT_SECRET", "test-secret".to_string()));
+    run_node_test("auth.test.mjs", &vars);
+}
