@@ -51,7 +51,7 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
     let (layer, io) = SocketIo::builder()
         .ping_interval(config.ping_interval())
         .ping_timeout(config.ping_timeout())
-        .max_payload(config.max_packet())
+        .max_payload(config.max_polling_body())
         .build_layer();
     signaling::attach(&io, signaling.clone());
 

@@ -32,11 +32,12 @@ pub struct Config {
     #[arg(long, env = "MAX_PAYLOAD", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     pub max_payload: u32,
 
-    /// Largest Engine.IO packet (HTTP body or WebSocket frame) in bytes; a larger one closes
-    /// the connection. Defaults to 16 × --max-payload, so an oversized *event* gets a clear
-    /// `payload-too-large` error instead of a disconnect.
-    #[arg(long, env = "MAX_PACKET")]
-    pub max_packet: Option<u32>,
+    /// Largest HTTP long-polling request body, in bytes; a larger one closes that connection.
+    /// Defaults to 16 × --max-payload, so an oversized *event* gets a clear
+    /// `payload-too-large` error instead of a disconnect. (WebSocket frames are bounded by
+    /// the WebSocket library, 64 MiB; events in them are still refused over --max-payload.)
+    #[arg(long, env = "MAX_POLLING_BODY")]
+    pub max_polling_body: Option<u32>,
 
     /// Engine.IO ping interval, in seconds.
     #[arg(long, env = "PING_INTERVAL", default_value_t = 25)]
@@ -78,8 +79,8 @@ pub enum LogFormat {
 }
 
 impl Config {
-    pub fn max_packet(&self) -> u64 {
-        self.max_packet
+    pub fn max_polling_body(&self) -> u64 {
+        self.max_polling_body
             .map(u64::from)
             .unwrap_or(u64::from(self.max_payload) * 16)
     }
@@ -119,7 +120,7 @@ mod tests {
         let c = Config::try_parse_from(["switchboard"]).unwrap();
         assert_eq!(c.port, 3001);
         assert_eq!(c.max_payload, 65_536);
-        assert_eq!(c.max_packet(), 1_048_576);
+        assert_eq!(c.max_polling_body(), 1_048_576);
         assert!(c.cors_allows_any());
         assert_eq!(c.room_capacity(), None);
         let c = Config::try_parse_from(["switchboard", "--cors-origins", "https://a,https://b"])

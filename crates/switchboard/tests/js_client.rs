@@ -55,3 +55,25 @@ fn auth() {
     vars.push(("SWITCHBOARD_JWT_SECRET", "test-secret".to_string()));
     run_node_test("auth.test.mjs", &vars);
 }
+
+/// The README's example, a plain socket.io-client script, joins, gets backfill and relays an
+/// offer.
+#[test]
+fn readme_example_script() {
+    let node = Node::spawn(BIN, &[]);
+    let script = switchboard_testkit::js_dir().join("../../examples/two-peers.mjs");
+    let output = std::process::Command::new("node")
+        .arg(&script)
+        .arg(node.url())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "example failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("bob: backfill"), "{stdout}");
+    assert!(stdout.contains("cam: true"), "{stdout}");
+    assert!(stdout.contains(r#""type":"offer""#), "{stdout}");
+}

@@ -21,9 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::Limits;
 use super::session::refuse;
 
-/// Events a socket may have waiting before new ones are refused with `rate-limited`. A
-/// well-behaved client never gets near it; it bounds the memory a flooding client can pin.
-pub const QUEUE_CAPACITY: usize = 256;
+/// Events a socket may have waiting when rate limiting is off. With a rate limit the queue
+/// holds one full burst plus one second of sustained rate, so the limiter, not the queue,
+/// decides what a client may send; either way the queue bounds the memory one client pins.
+pub const UNLIMITED_QUEUE_CAPACITY: usize = 4096;
 
 /// What a session works through, in order.
 pub enum Inbound<A: Adapter> {
@@ -46,14 +47,16 @@ pub struct Admission;
 
 impl<A: Adapter> Inbox<A> {
     pub fn new(limits: &Limits) -> (Self, mpsc::Receiver<Inbound<A>>) {
-        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let limiter = limits.rate.and_then(|(per_second, burst)| {
+        let quota = limits.rate.and_then(|(per_second, burst)| {
             let per_second = NonZeroU32::new(per_second)?;
             let burst = NonZeroU32::new(burst.max(per_second.get())).unwrap_or(per_second);
-            Some(RateLimiter::direct(
-                Quota::per_second(per_second).allow_burst(burst),
-            ))
+            Some(Quota::per_second(per_second).allow_burst(burst))
         });
+        let capacity = quota.map_or(UNLIMITED_QUEUE_CAPACITY, |q| {
+            (q.burst_size().get() as usize).saturating_add(limits.rate.map_or(0, |r| r.0 as usize))
+        });
+        let (queue, rx) = mpsc::channel(capacity);
+        let limiter = quota.map(RateLimiter::direct);
         let inbox = Self {
             queue,
             limiter,
@@ -70,7 +73,11 @@ impl<A: Adapter> Inbox<A> {
     fn admit(&self, socket: SocketRef<A>, packet: Value, ack: AckSender<A>) {
         let text = match &packet {
             Value::Str(text, None) => text.as_str(),
-            _ => {
+            Value::Str(text, Some(_)) => {
+                let error = ProtocolError::invalid("binary attachments are not supported");
+                return refuse(&socket, peek_event_name(text), &error, ack);
+            }
+            Value::Bytes(_) => {
                 let error = ProtocolError::invalid("binary attachments are not supported");
                 return refuse(&socket, "", &error, ack);
             }

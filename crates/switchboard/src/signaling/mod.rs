@@ -31,19 +31,20 @@ mod relay;
 mod screen_share;
 mod session;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
+use tokio::sync::mpsc;
 
 use crate::auth::{Grant, TokenVerifier, Unauthorized};
 use crate::rooms::RoomStore;
 
-use inbox::Inbox;
+use inbox::{Inbound, Inbox};
 use session::Session;
 
 /// Everything the handlers share, built once at start-up.
@@ -93,13 +94,13 @@ impl Signaling {
 
 /// Registers the signaling handlers on the default namespace of a single-process server.
 pub fn attach(io: &SocketIo, signaling: Arc<Signaling>) {
-    let for_auth = signaling.clone();
+    let for_admit = signaling.clone();
     let connect = move |socket: SocketRef| async move { on_connect(socket, signaling) };
-    let authenticate = move |socket: SocketRef, TryData(auth): TryData<AuthPayload>| {
-        let signaling = for_auth.clone();
-        async move { authenticate(&socket, &signaling, auth.ok()) }
+    let admit = move |socket: SocketRef, TryData(auth): TryData<AuthPayload>| {
+        let signaling = for_admit.clone();
+        async move { admit(&socket, &signaling, auth.ok()) }
     };
-    io.ns("/", connect.with(authenticate));
+    io.ns("/", connect.with(admit));
 }
 
 /// The socket.io handshake `auth` object.
@@ -108,9 +109,19 @@ struct AuthPayload {
     token: Option<String>,
 }
 
-/// Connect middleware: with `--jwt-secret`, refuses handshakes without a valid token and
-/// records what the token grants.
-fn authenticate<A: Adapter>(
+/// A socket admitted by [`admit`] whose session has not started yet.
+struct Pending<A: Adapter> {
+    grant: Grant,
+    queue: Mutex<Option<mpsc::Receiver<Inbound<A>>>>,
+}
+
+/// Connect middleware, run before the client is told it is connected.
+///
+/// Everything a client event needs is installed here, not in the connect handler:
+/// socketioxide sends the CONNECT packet before it spawns the connect handler, and the client
+/// sends its queued events the moment it sees that packet; an event that found no handler
+/// would be dropped without a trace.
+fn admit<A: Adapter>(
     socket: &SocketRef<A>,
     signaling: &Signaling,
     auth: Option<AuthPayload>,
@@ -124,26 +135,38 @@ fn authenticate<A: Adapter>(
             })?
         }
     };
-    socket.extensions.insert(grant);
-    Ok(())
-}
-
-fn on_connect<A: Adapter>(socket: SocketRef<A>, signaling: Arc<Signaling>) {
     // socketioxide does not put a socket in a room named after its id; relays and join
-    // notifications address sockets through that room, on this node or any other.
+    // introductions address sockets through that room, on this node or any other.
     socket.join(socket.id.to_string());
-    signaling.sockets.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), "connected");
-
-    let grant = socket
-        .extensions
-        .get::<Grant>()
-        .unwrap_or_else(Grant::anyone);
     let (inbox, queue) = Inbox::new(&signaling.limits);
     let disconnects = inbox.sender();
     socket.on_fallback(inbox);
     socket.on_disconnect(async move |socket: SocketRef<A>| {
         inbox::disconnect(&disconnects, &socket).await;
     });
-    tokio::spawn(Session::new(socket, signaling, grant).run(queue));
+    // Events wait in the queue until `on_connect` starts the session. If the handshake fails
+    // after this point, the socket is dropped with its extensions and nothing is left behind.
+    socket.extensions.insert(Arc::new(Pending {
+        grant,
+        queue: Mutex::new(Some(queue)),
+    }));
+    Ok(())
+}
+
+/// Connect handler: starts the socket's session on the queue [`admit`] installed.
+fn on_connect<A: Adapter>(socket: SocketRef<A>, signaling: Arc<Signaling>) {
+    let Some(pending) = socket.extensions.remove::<Arc<Pending<A>>>() else {
+        tracing::error!(socket = %socket.id, "connected without admission; closing");
+        let _ = socket.disconnect();
+        return;
+    };
+    let queue = pending
+        .queue
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let Some(queue) = queue else { return };
+    signaling.sockets.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), "connected");
+    tokio::spawn(Session::new(socket, signaling, pending.grant.clone()).run(queue));
 }

@@ -117,25 +117,6 @@ impl<A: Adapter> Session<A> {
         }
     }
 
-    /// Sends an event to everyone in `room` but this socket, on every node.
-    pub(super) async fn emit_room<T: Serialize + ?Sized>(
-        &self,
-        room: &RoomId,
-        event: &str,
-        payload: &T,
-    ) {
-        let sent = self
-            .socket
-            .to(room.as_str().to_owned())
-            .emit(event, payload)
-            .await;
-        if let Err(e) = sent {
-            tracing::warn!(socket = %self.id, %room, event, error = %e, "broadcast failed");
-        }
-    }
-}
-
-impl<A: Adapter> Session<A> {
     /// Sends an event to the given sockets, on whichever node they are.
     pub(super) async fn emit_to(
         &self,
@@ -150,6 +131,23 @@ impl<A: Adapter> Session<A> {
             .await;
         if let Err(e) = sent {
             tracing::warn!(socket = %self.id, event, error = %e, "emit to peers failed");
+        }
+    }
+
+    /// Sends an event to everyone in `room` but this socket, on every node.
+    pub(super) async fn emit_room<T: Serialize + ?Sized>(
+        &self,
+        room: &RoomId,
+        event: &str,
+        payload: &T,
+    ) {
+        let sent = self
+            .socket
+            .to(room.as_str().to_owned())
+            .emit(event, payload)
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(socket = %self.id, %room, event, error = %e, "broadcast failed");
         }
     }
 }
