@@ -52,6 +52,7 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
         .ping_interval(config.ping_interval())
         .ping_timeout(config.ping_timeout())
         .max_payload(config.max_polling_body())
+        .max_buffer_size(config.max_buffered_packets as usize)
         .build_layer();
     signaling::attach(&io, signaling.clone());
 

@@ -39,6 +39,12 @@ pub struct Config {
     #[arg(long, env = "MAX_POLLING_BODY")]
     pub max_polling_body: Option<u32>,
 
+    /// Packets that may wait to be written to one client (relays, events, acks). A client
+    /// that falls this far behind loses what does not fit, so keep it well above a call
+    /// set-up burst; memory is only used while packets actually wait.
+    #[arg(long, env = "MAX_BUFFERED_PACKETS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
+    pub max_buffered_packets: u32,
+
     /// Engine.IO ping interval, in seconds.
     #[arg(long, env = "PING_INTERVAL", default_value_t = 25)]
     pub ping_interval: u64,

@@ -160,8 +160,12 @@ pub(super) fn refuse<A: Adapter>(
     ack: AckSender<A>,
 ) {
     tracing::debug!(socket = %socket.id, event, code = %error.code, message = %error.message, "event refused");
-    let _ = socket.emit(names::ERROR, &ErrorEvent::new(error, event));
-    let _ = ack.send(&Ack::refused(error));
+    let sent = socket
+        .emit(names::ERROR, &ErrorEvent::new(error, event))
+        .and_then(|()| ack.send(&Ack::refused(error)));
+    if let Err(e) = sent {
+        tracing::debug!(socket = %socket.id, event, error = %e, "refusal not delivered");
+    }
 }
 
 impl From<StoreError> for ProtocolError {
