@@ -188,7 +188,14 @@ fn unknown(name: &str) -> ProtocolError {
     ProtocolError::new(ErrorCode::UnknownEvent, format!("unknown event {name:?}"))
 }
 
+/// Reads an event's payload, which must be a JSON object (serde would otherwise also accept an
+/// array of the fields in order).
 fn payload_of<T: DeserializeOwned>(name: &str, payload: &RawValue) -> Result<T, ProtocolError> {
+    if !payload.get().starts_with('{') {
+        return Err(ProtocolError::invalid(format!(
+            "{name}: the payload must be a JSON object"
+        )));
+    }
     serde_json::from_str(payload.get()).map_err(|e| ProtocolError::invalid(format!("{name}: {e}")))
 }
 
@@ -232,6 +239,14 @@ mod tests {
         assert_eq!(code(r#"[]"#), ErrorCode::InvalidPayload);
         assert_eq!(code(r#"["join-room"]"#), ErrorCode::InvalidPayload);
         assert_eq!(code(r#"["join-room","r1"]"#), ErrorCode::InvalidPayload);
+        assert_eq!(
+            code(r#"["join-room",["r1","eve"]]"#),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            code(r#"["media-state",["r1",true,false]]"#),
+            ErrorCode::InvalidPayload
+        );
         assert_eq!(
             code(r#"["join-room",{"name":"x"}]"#),
             ErrorCode::InvalidPayload

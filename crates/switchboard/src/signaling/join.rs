@@ -20,7 +20,7 @@ use socketioxide::adapter::Adapter;
 use switchboard_protocol::outbound::names;
 use switchboard_protocol::{ErrorCode, JoinRoom, ProtocolError, ServerEvent};
 
-use super::session::{Reply, Session};
+use super::session::{Reply, Session, call_room};
 use crate::rooms::{Joined, Member, Peer};
 
 impl<A: Adapter> Session<A> {
@@ -29,7 +29,7 @@ impl<A: Adapter> Session<A> {
         if !self.grant.may_join(&room_id) {
             return Err(ProtocolError::new(
                 ErrorCode::Unauthorized,
-                format!("this token does not allow joining {room_id:?}"),
+                format!("this token does not allow joining room \"{room_id}\""),
             ));
         }
         if self.rooms.contains(&room_id) {
@@ -52,7 +52,7 @@ impl<A: Adapter> Session<A> {
             node: self.signaling.node_id.clone(),
             joined_at_ms: now_ms(),
         };
-        self.socket.join(room_id.as_str().to_owned());
+        self.socket.join(call_room(&room_id));
         let joined = self
             .signaling
             .store
@@ -61,14 +61,14 @@ impl<A: Adapter> Session<A> {
         let peers = match joined {
             Ok(Joined::Admitted { peers }) => peers,
             Ok(Joined::Full) => {
-                self.socket.leave(room_id.as_str().to_owned());
+                self.socket.leave(call_room(&room_id));
                 return Err(ProtocolError::new(
                     ErrorCode::RoomFull,
-                    format!("room {room_id:?} is full"),
+                    format!("room \"{room_id}\" is full"),
                 ));
             }
             Err(e) => {
-                self.socket.leave(room_id.as_str().to_owned());
+                self.socket.leave(call_room(&room_id));
                 return Err(e.into());
             }
         };

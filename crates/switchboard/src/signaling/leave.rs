@@ -4,7 +4,7 @@ use socketioxide::adapter::Adapter;
 use switchboard_protocol::outbound::names;
 use switchboard_protocol::{LeaveRoom, ProtocolError, ServerEvent};
 
-use super::session::{Reply, Session};
+use super::session::{Reply, Session, call_room};
 
 impl<A: Adapter> Session<A> {
     pub(super) async fn leave(&mut self, leave: LeaveRoom) -> Result<Reply, ProtocolError> {
@@ -18,7 +18,7 @@ impl<A: Adapter> Session<A> {
             &ServerEvent::Departed { id: &self.id },
         )
         .await;
-        self.socket.leave(room.as_str().to_owned());
+        self.socket.leave(call_room(&room));
         tracing::info!(socket = %self.id, %room, "left room");
         Ok(Reply::Done)
     }

@@ -16,7 +16,7 @@ impl<A: Adapter> Session<A> {
         if !self.shares_room_with(&target).await? {
             return Err(ProtocolError::new(
                 ErrorCode::NotInRoom,
-                format!("no room in common with {target:?}; nothing was delivered"),
+                format!("no room in common with \"{target}\"; nothing was delivered"),
             ));
         }
         let payload = ServerEvent::Message {

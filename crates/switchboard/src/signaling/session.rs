@@ -105,7 +105,7 @@ impl<A: Adapter> Session<A> {
         } else {
             Err(ProtocolError::new(
                 ErrorCode::NotInRoom,
-                format!("not in room {room:?}; send join-room first"),
+                format!("not in room \"{room}\"; send join-room first"),
             ))
         }
     }
@@ -141,15 +141,21 @@ impl<A: Adapter> Session<A> {
         event: &str,
         payload: &T,
     ) {
-        let sent = self
-            .socket
-            .to(room.as_str().to_owned())
-            .emit(event, payload)
-            .await;
+        let sent = self.socket.to(call_room(room)).emit(event, payload).await;
         if let Err(e) = sent {
             tracing::warn!(socket = %self.id, %room, event, error = %e, "broadcast failed");
         }
     }
+}
+
+/// The socket.io room that carries broadcasts for a call room.
+///
+/// Every socket is also in a room named after its own id (relays are addressed there), and a
+/// socket id is a valid `roomId`. Without the prefix, joining a room named after someone's id
+/// would receive the relays meant for them. Socket ids never contain `:`, so no call room can
+/// collide with an id room.
+pub(super) fn call_room(room: &RoomId) -> String {
+    format!("call:{room}")
 }
 
 /// Answers a refused event: an `error` event, and a refusal ack when the client asked.

@@ -1,0 +1,183 @@
+// Small helpers shared by the end-to-end tests.
+//
+// The Rust test (crates/switchboard/tests/js_client.rs) starts a real switchboard node and
+// tells us where it is through environment variables:
+//   SWITCHBOARD_URL        e.g. http://127.0.0.1:40123
+//   SWITCHBOARD_TRANSPORT  "websocket" or "polling"
+//
+// Every socket made here records everything the server sends it in `socket.log`
+// ({ event, args } in arrival order), from the moment it is created. Tests then wait for, or
+// assert the absence of, entries in that log; nothing is ever missed because a listener was
+// attached too late.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { io } from 'socket.io-client';
+
+export { sleep };
+
+export const SERVER_URL = process.env.SWITCHBOARD_URL ?? 'http://127.0.0.1:3001';
+export const TRANSPORT = process.env.SWITCHBOARD_TRANSPORT ?? 'websocket';
+
+/** Longest wait for something that should happen. */
+export const TIMEOUT_MS = 3000;
+/** How long we listen before concluding that something did not happen. */
+export const QUIET_MS = 300;
+
+/** Every socket created since the last `closeAll()`. */
+const open = [];
+
+/**
+ * A new socket, returned at once (not yet connected), whose incoming events are recorded in
+ * `socket.log`. Events emitted before it connects are buffered by socket.io-client and sent
+ * the moment the server accepts the connection. Most tests want `connect()` instead.
+ */
+export function openSocket(opts = {}) {
+  const socket = io(SERVER_URL, {
+    transports: [TRANSPORT],
+    forceNew: true,
+    reconnection: false,
+    timeout: TIMEOUT_MS,
+    ...opts,
+  });
+  socket.log = [];
+  socket.onAny((event, ...args) => socket.log.push({ event, args }));
+  open.push(socket);
+  return socket;
+}
+
+/** A connected socket. `opts` go to socket.io-client (e.g. `{ auth: { token } }`). */
+export async function connect(opts = {}) {
+  const socket = openSocket(opts);
+  await new Promise((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('connect_error', (err) => reject(new Error(`connect_error: ${err.message}`)));
+  });
+  return socket;
+}
+
+/** Tries to connect and expects the server to refuse: resolves with the `connect_error`. */
+export function connectRefused(opts = {}) {
+  const socket = openSocket(opts);
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => reject(new Error('the server accepted the connection')));
+    socket.once('connect_error', (err) => resolve(err));
+  });
+}
+
+/** Several connected sockets at once. */
+export function connectMany(count, opts = {}) {
+  return Promise.all(Array.from({ length: count }, () => connect(opts)));
+}
+
+/** A room id nobody else uses, so tests never see each other's rooms. */
+export function roomId(label = 'room') {
+  return `${label}-${randomBytes(6).toString('hex')}`;
+}
+
+/** Emits an event and resolves with the server's ack (fails after TIMEOUT_MS). */
+export async function ask(socket, event, ...args) {
+  try {
+    return await socket.timeout(TIMEOUT_MS).emitWithAck(event, ...args);
+  } catch (err) {
+    const sent = JSON.stringify(args).slice(0, 200);
+    throw new Error(`no ack for "${event}" ${sent} on socket ${socket.id} within ${TIMEOUT_MS} ms (${err.message})`);
+  }
+}
+
+/** Joins a room and checks that the server admitted the socket; resolves with the ack. */
+export async function join(socket, room, name = 'anon') {
+  const ack = await ask(socket, 'join-room', { roomId: room, name });
+  assert.equal(ack.ok, true, `join-room ${room} refused: ${JSON.stringify(ack)}`);
+  return ack;
+}
+
+/** The payloads (first arguments) of every `event` the socket received so far, in order. */
+export function received(socket, event) {
+  return socket.log.filter((e) => e.event === event).map((e) => e.args[0]);
+}
+
+/**
+ * Resolves with the payload of the first `event` (received before or after this call) that
+ * satisfies `predicate`; rejects after `timeoutMs`.
+ */
+export function waitFor(socket, event, predicate = () => true, timeoutMs = TIMEOUT_MS) {
+  const matches = (e) => e.event === event && predicate(e.args[0]);
+  const earlier = socket.log.find(matches);
+  if (earlier) return Promise.resolve(earlier.args[0]);
+  return new Promise((resolve, reject) => {
+    const listener = (name, ...args) => {
+      if (!matches({ event: name, args })) return;
+      clearTimeout(timer);
+      socket.offAny(listener);
+      resolve(args[0]);
+    };
+    const timer = setTimeout(() => {
+      socket.offAny(listener);
+      const seen = socket.log.map((e) => e.event).join(', ') || 'nothing';
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for "${event}" (got: ${seen})`));
+    }, timeoutMs);
+    socket.onAny(listener);
+  });
+}
+
+/** Waits until the socket has received `count` events named `event`; resolves with them. */
+export async function waitForCount(socket, event, count, timeoutMs = TIMEOUT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  while (received(socket, event).length < count) {
+    if (Date.now() > deadline) {
+      assert.fail(`expected ${count} "${event}" events, got ${received(socket, event).length}`);
+    }
+    await sleep(10);
+  }
+  return received(socket, event);
+}
+
+/** The `error` event the server sends about a refused event (resolves with its payload). */
+export function waitForError(socket, code) {
+  return waitFor(socket, 'error', (e) => e.code === code);
+}
+
+/**
+ * Listens for `ms` and then asserts that the socket never received `event` (any event when
+ * `event` is "*"). Pass `since` (a `socket.log.length` taken earlier) to ignore older events.
+ */
+export async function expectNone(socket, event, { ms = QUIET_MS, since = 0 } = {}) {
+  await sleep(ms);
+  const unexpected = socket.log
+    .slice(since)
+    .filter((e) => event === '*' || e.event === event);
+  assert.deepEqual(unexpected, [], `unexpected "${event}" events`);
+}
+
+/**
+ * Asserts that a refused event left the socket usable: it is still connected and a
+ * following valid event (joining `room`, by default a fresh one) is accepted.
+ */
+export async function assertStillWorks(socket, room = roomId('after-refusal')) {
+  assert.equal(socket.connected, true, 'the socket was disconnected');
+  const ack = await ask(socket, 'join-room', { roomId: room, name: 'x' });
+  assert.equal(ack.ok, true, `a valid event after the refusal failed: ${JSON.stringify(ack)}`);
+}
+
+/** A promise that resolves when the socket's connection ends. */
+export function disconnected(socket) {
+  if (socket.disconnected) return Promise.resolve();
+  return new Promise((resolve) => socket.once('disconnect', () => resolve()));
+}
+
+/**
+ * Closes every socket created since the last call. Fails if any of them received an event
+ * with other than exactly one argument (the contract: one plain object, never an ack
+ * request, which socket.io-client would hand over as an extra function argument).
+ */
+export function closeAll() {
+  const sockets = open.splice(0);
+  for (const socket of sockets) socket.disconnect();
+  const badShapes = sockets
+    .flatMap((s) => s.log)
+    .filter((e) => e.args.length !== 1)
+    .map((e) => `${e.event} with ${e.args.length} arguments`);
+  assert.deepEqual(badShapes, [], 'every server event must carry exactly one argument');
+}
