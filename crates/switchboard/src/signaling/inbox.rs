@@ -22,7 +22,7 @@ use super::Limits;
 use super::session::refuse;
 
 /// Events a socket may have waiting when rate limiting is off. With a rate limit the queue
-/// holds one full burst plus one second of sustained rate, so the limiter, not the queue,
+/// holds two bursts (a burst is at least one second of rate), so the limiter, not the queue,
 /// decides what a client may send; either way the queue bounds the memory one client pins.
 pub const UNLIMITED_QUEUE_CAPACITY: usize = 4096;
 
@@ -49,11 +49,11 @@ impl<A: Adapter> Inbox<A> {
     pub fn new(limits: &Limits) -> (Self, mpsc::Receiver<Inbound<A>>) {
         let quota = limits.rate.and_then(|(per_second, burst)| {
             let per_second = NonZeroU32::new(per_second)?;
-            let burst = NonZeroU32::new(burst.max(per_second.get())).unwrap_or(per_second);
+            let burst = NonZeroU32::new(burst).map_or(per_second, |b| b.max(per_second));
             Some(Quota::per_second(per_second).allow_burst(burst))
         });
         let capacity = quota.map_or(UNLIMITED_QUEUE_CAPACITY, |q| {
-            (q.burst_size().get() as usize).saturating_add(limits.rate.map_or(0, |r| r.0 as usize))
+            2 * q.burst_size().get() as usize
         });
         let (queue, rx) = mpsc::channel(capacity);
         let limiter = quota.map(RateLimiter::direct);
@@ -73,13 +73,10 @@ impl<A: Adapter> Inbox<A> {
     fn admit(&self, socket: SocketRef<A>, packet: Value, ack: AckSender<A>) {
         let text = match &packet {
             Value::Str(text, None) => text.as_str(),
-            Value::Str(text, Some(_)) => {
+            binary => {
+                let name = binary.as_str().map_or("", |text| peek_event_name(text));
                 let error = ProtocolError::invalid("binary attachments are not supported");
-                return refuse(&socket, peek_event_name(text), &error, ack);
-            }
-            Value::Bytes(_) => {
-                let error = ProtocolError::invalid("binary attachments are not supported");
-                return refuse(&socket, "", &error, ack);
+                return refuse(&socket, name, &error, ack);
             }
         };
         let refusal = if text.len() > self.max_payload {
@@ -107,7 +104,7 @@ impl<A: Adapter> Inbox<A> {
         {
             let error =
                 ProtocolError::new(ErrorCode::RateLimited, "too many events waiting; slow down");
-            let name = packet.as_str().map(|t| peek_event_name(t)).unwrap_or("");
+            let name = packet.as_str().map_or("", |text| peek_event_name(text));
             refuse(&socket, name, &error, ack);
         }
     }

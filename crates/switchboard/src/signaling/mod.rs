@@ -66,7 +66,7 @@ pub struct Limits {
     pub max_payload: usize,
     /// Most members per room, or no limit.
     pub room_capacity: Option<usize>,
-    /// Sustained events per second per socket, and the burst above it; `None`: unlimited.
+    /// Sustained events per second per socket, and the burst size; `None`: unlimited.
     pub rate: Option<(u32, u32)>,
 }
 
