@@ -120,18 +120,51 @@ mod tests {
         Config::command().debug_assert();
     }
 
-    /// Defaults match the documented ones.
+    fn default_of(flag: &str) -> String {
+        let command = Config::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag))
+            .unwrap();
+        arg.get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Defaults match the documented ones (read from the definition, so the environment of
+    /// the test run cannot change them).
     #[test]
     fn defaults() {
-        let c = Config::try_parse_from(["switchboard"]).unwrap();
-        assert_eq!(c.port, 3001);
-        assert_eq!(c.max_payload, 65_536);
-        assert_eq!(c.max_polling_body(), 1_048_576);
-        assert!(c.cors_allows_any());
-        assert_eq!(c.room_capacity(), None);
+        assert_eq!(default_of("port"), "3001");
+        assert_eq!(default_of("host"), "0.0.0.0");
+        assert_eq!(default_of("max-payload"), "65536");
+        assert_eq!(default_of("max-room-size"), "0");
+        assert_eq!(default_of("rate-limit"), "200");
+        assert_eq!(default_of("rate-burst"), "400");
+        assert_eq!(default_of("ping-interval"), "25");
+        assert_eq!(default_of("ping-timeout"), "20");
+        assert_eq!(default_of("max-buffered-packets"), "4096");
+        let c = Config::try_parse_from(["switchboard", "--max-payload", "2048"]).unwrap();
+        assert_eq!(c.max_polling_body(), 32_768);
         let c = Config::try_parse_from(["switchboard", "--cors-origins", "https://a,https://b"])
             .unwrap();
         assert_eq!(c.cors_origins, ["https://a", "https://b"]);
         assert!(!c.cors_allows_any());
+        let c = Config::try_parse_from(["switchboard", "--cors-origins", "*"]).unwrap();
+        assert!(c.cors_allows_any());
+    }
+
+    /// Every option appears in the README's configuration table with its variable.
+    #[test]
+    fn readme_documents_every_option() {
+        let readme = include_str!("../../../README.md");
+        for arg in Config::command().get_arguments() {
+            let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+                continue;
+            };
+            let row = format!("| `--{long}` | `{}` |", env.to_string_lossy());
+            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        }
     }
 }
