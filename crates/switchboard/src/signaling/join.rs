@@ -59,19 +59,14 @@ impl<A: Adapter> Session<A> {
             .join(&room_id, &member, self.signaling.limits.room_capacity)
             .await;
         let peers = match joined {
-            Ok(Joined::Admitted { peers }) => peers,
-            Ok(Joined::Full) => {
-                self.socket.leave(call_room(&room_id));
-                return Err(ProtocolError::new(
-                    ErrorCode::RoomFull,
-                    format!("room \"{room_id}\" is full"),
-                ));
-            }
-            Err(e) => {
-                self.socket.leave(call_room(&room_id));
-                return Err(e.into());
-            }
-        };
+            Ok(Joined::Admitted { peers }) => Ok(peers),
+            Ok(Joined::Full) => Err(ProtocolError::new(
+                ErrorCode::RoomFull,
+                format!("room \"{room_id}\" is full"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+        .inspect_err(|_| self.socket.leave(call_room(&room_id)))?;
         self.rooms.insert(room_id.clone());
         tracing::info!(socket = %self.id, room = %room_id, peers = peers.len(), "joined room");
 
