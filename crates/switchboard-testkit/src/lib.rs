@@ -4,10 +4,25 @@
 //! place that knows how to start them, wait until they serve and clean them up, even when the
 //! test fails: each handle kills its process (by the PID it spawned) on drop.
 
+//!
+//! - [`Node`]: one `switchboard` process (SIGKILL on demand, log printed if the test fails).
+//! - [`Redis`]: one `redis-server` that keeps nothing on disk, killable and restartable on
+//!   the same port, with a small RESP client ([`Reply`]) to read room hashes.
+//! - [`Cluster`]: Redis plus several nodes sharing it, and the steps JavaScript scenarios ask
+//!   for (kill a node, restart Redis, run a Redis command).
+//! - [`run_node_test`], [`run_node_test_with_steps`]: the socket.io JavaScript client tests.
+//! - [`wait_until`]: bounded polling.
+
+mod cluster;
 mod js;
 mod node;
 mod port;
+mod redis;
+mod wait;
 
-pub use js::{js_dir, run_node_test};
+pub use cluster::{Cluster, NODE_TTL_SECS};
+pub use js::{js_dir, run_node_test, run_node_test_with_steps};
 pub use node::Node;
 pub use port::free_port;
+pub use redis::{Redis, Reply};
+pub use wait::wait_until;

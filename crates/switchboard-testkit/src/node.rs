@@ -1,4 +1,5 @@
-//! A `switchboard` process under test.
+//! A `switchboard` process under test: spawned on a free loopback port, killed (SIGKILL) on
+//! drop or on demand, with its log kept in a file so a failing test can show it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,15 @@ use crate::port::free_port;
 /// How long a node may take to answer `/health` after it is spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running `switchboard` node listening on 127.0.0.1. Killed on drop.
+/// How much of a node's log a failing test prints when the node is dropped.
+const LOG_TAIL_BYTES: usize = 8000;
+
+/// A running `switchboard` node listening on 127.0.0.1. Killed on drop; when dropped during
+/// a panic (a failing test), the end of its log is printed first.
 pub struct Node {
     child: Child,
+    /// Set once the process has been killed and reaped, so drop does not touch the PID again.
+    exited: bool,
     port: u16,
     log: PathBuf,
 }
@@ -34,7 +41,12 @@ impl Node {
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.as_ref().display()));
-        let mut node = Node { child, port, log };
+        let mut node = Node {
+            child,
+            exited: false,
+            port,
+            log,
+        };
         node.wait_healthy();
         node
     }
@@ -77,7 +89,24 @@ impl Node {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        !self.exited && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind: a crash, as far as the rest of
+    /// the cluster can tell) and reaps it.
+    pub fn kill(&mut self) {
+        if !self.exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.exited = true;
+        }
+    }
+
+    /// GET a path on the node and return (status, body), failing the test on a transport
+    /// error.
+    pub fn get_ok(&self, path: &str) -> (u16, String) {
+        self.get(path)
+            .unwrap_or_else(|e| panic!("GET {path} on {}: {e}\n{}", self.url(), self.log()))
     }
 
     fn wait_healthy(&mut self) {
@@ -97,8 +126,19 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let mut start = log.len().saturating_sub(LOG_TAIL_BYTES);
+            while !log.is_char_boundary(start) {
+                start += 1;
+            }
+            eprintln!(
+                "---- end of the log of the node on port {} ----\n{}",
+                self.port,
+                &log[start..]
+            );
+        }
         let _ = std::fs::remove_file(&self.log);
     }
 }
