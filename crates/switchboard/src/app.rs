@@ -12,15 +12,19 @@ use socketioxide::SocketIo;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::auth::TokenVerifier;
+use crate::cluster::{Cluster, ClusterAdapter, InvalidRedisUrl, NodeIdentity};
 use crate::config::Config;
 use crate::http;
-use crate::rooms::{MemoryRoomStore, RoomStore};
+use crate::rooms::{MemoryRoomStore, RoomStore, now_ms};
 use crate::signaling::{self, Limits, Signaling};
 
 /// State shared by the HTTP handlers.
 pub struct AppState {
     pub signaling: Arc<Signaling>,
     pub started: Instant,
+    pub node: NodeIdentity,
+    /// Present in cluster mode.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// Why the configuration cannot be served.
@@ -28,44 +32,122 @@ pub struct AppState {
 pub enum BuildError {
     #[error("invalid CORS origin {0:?}: an origin looks like https://app.example.com")]
     CorsOrigin(String),
+    #[error(transparent)]
+    RedisUrl(#[from] InvalidRedisUrl),
+    #[error("cannot start the cluster adapter: {0}")]
+    Adapter(String),
 }
 
-/// The service and the socket.io handle (kept by `main` for shutdown).
+/// The service, and the socket.io handle `main` closes on shutdown.
 pub struct App {
     pub router: Router,
-    pub io: SocketIo,
     pub state: Arc<AppState>,
+    sockets: Sockets,
 }
 
-pub fn build(config: &Config) -> Result<App, BuildError> {
-    let node_id = config.node_id.clone().unwrap_or_else(random_node_id);
-    let store: Arc<dyn RoomStore> = Arc::new(MemoryRoomStore::new());
+/// The socket.io server, whose type depends on the adapter.
+enum Sockets {
+    Single(SocketIo),
+    Cluster(SocketIo<ClusterAdapter>),
+}
+
+impl App {
+    /// Closes every socket (peers hear the departures as on any disconnect), then leaves
+    /// the cluster.
+    pub async fn shutdown(&self) {
+        match &self.sockets {
+            Sockets::Single(io) => io.close().await,
+            Sockets::Cluster(io) => io.close().await,
+        }
+        if let Some(cluster) = &self.state.cluster {
+            cluster.leave().await;
+        }
+    }
+}
+
+/// Builds the app: single-process without `--redis-url`, a cluster node with it. Never waits
+/// for Redis (see `cluster::link`).
+pub async fn build(config: &Config) -> Result<App, BuildError> {
+    let node = NodeIdentity {
+        id: config.node_id.clone().unwrap_or_else(random_node_id),
+        url: config.advertise_url(),
+        region: config.region.clone(),
+        started_at_ms: now_ms(),
+    };
     let limits = Limits {
         max_payload: config.max_payload as usize,
         room_capacity: config.room_capacity(),
         rate: (config.rate_limit > 0).then_some((config.rate_limit, config.rate_burst)),
     };
     let verifier = config.jwt_secret.as_deref().map(TokenVerifier::new);
-    let signaling = Arc::new(Signaling::new(store, node_id, limits, verifier));
-
-    let (layer, io) = SocketIo::builder()
+    let sockets = SocketIo::builder()
         .ping_interval(config.ping_interval())
         .ping_timeout(config.ping_timeout())
         .max_payload(config.max_polling_body())
-        .max_buffer_size(config.max_buffered_packets as usize)
-        .build_layer();
-    signaling::attach(&io, signaling.clone());
+        .max_buffer_size(config.max_buffered_packets as usize);
+    let signaling_with = |store: Arc<dyn RoomStore>| {
+        Arc::new(Signaling::new(store, node.id.clone(), limits, verifier))
+    };
 
-    let state = Arc::new(AppState {
-        signaling,
-        started: Instant::now(),
-    });
-    let router = Router::new()
+    let (state, router, sockets) = match &config.redis_url {
+        None => {
+            let signaling = signaling_with(Arc::new(MemoryRoomStore::new()));
+            let (layer, io) = sockets.build_layer();
+            io.ns("/", signaling::connect_handler(signaling.clone()));
+            let state = AppState::new(signaling, node, None);
+            (
+                state.clone(),
+                routes(state).layer(layer),
+                Sockets::Single(io),
+            )
+        }
+        Some(url) => {
+            let cluster = Arc::new(Cluster::open(url, node.clone(), config.node_ttl())?);
+            let signaling = signaling_with(cluster.store.clone());
+            let (layer, io) = sockets
+                .with_adapter::<ClusterAdapter>(cluster.adapter())
+                .build_layer();
+            io.ns("/", signaling::connect_handler(signaling.clone()))
+                .await
+                .map_err(|e| BuildError::Adapter(e.to_string()))?;
+            cluster.clone().run(io.clone(), signaling.clone());
+            let state = AppState::new(signaling, node, Some(cluster));
+            (
+                state.clone(),
+                routes(state).layer(layer),
+                Sockets::Cluster(io),
+            )
+        }
+    };
+    let router = router.layer(cors(config)?);
+    Ok(App {
+        router,
+        state,
+        sockets,
+    })
+}
+
+impl AppState {
+    fn new(
+        signaling: Arc<Signaling>,
+        node: NodeIdentity,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            signaling,
+            started: Instant::now(),
+            node,
+            cluster,
+        })
+    }
+}
+
+/// The plain HTTP endpoints.
+fn routes(state: Arc<AppState>) -> Router {
+    Router::new()
         .route("/health", get(http::health))
-        .with_state(state.clone())
-        .layer(layer)
-        .layer(cors(config)?);
-    Ok(App { router, io, state })
+        .route("/cluster", get(http::cluster))
+        .with_state(state)
 }
 
 fn cors(config: &Config) -> Result<CorsLayer, BuildError> {

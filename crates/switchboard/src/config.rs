@@ -73,9 +73,33 @@ pub struct Config {
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
-    /// This node's id in logs, `/health` and room state. Default: a random id.
+    /// This node's id in logs, `/health`, `/cluster` and room state. Default: a random id.
+    /// In a cluster every node needs its own id; a node restarted with the same id cleans up
+    /// what its previous run left in Redis.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
+
+    /// Redis URL; setting it runs this node as part of a cluster (events fan out over Redis
+    /// pub/sub, room state lives in Redis). `redis://[user:pass@]host:port[/db]`,
+    /// `rediss://` for TLS, `redis-cluster://host:port?node=host2:port2` for Redis Cluster.
+    /// Needs Redis 7 or later. Unset: a single process with in-memory room state.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Seconds without a heartbeat after which a node counts as dead and a surviving node
+    /// removes its members from their rooms (nodes heartbeat every fifth of this). Ghosts of
+    /// a crashed node are gone within about this plus one heartbeat.
+    #[arg(long, env = "NODE_TTL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub node_ttl: u64,
+
+    /// The URL clients and operators reach this node at, as listed by `GET /cluster`.
+    /// Default: `http://<host>:<port>`.
+    #[arg(long, env = "ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// A free-form region label for this node, listed by `GET /cluster`.
+    #[arg(long, env = "REGION", default_value = "default")]
+    pub region: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,6 +125,16 @@ impl Config {
 
     pub fn room_capacity(&self) -> Option<usize> {
         (self.max_room_size > 0).then_some(self.max_room_size)
+    }
+
+    pub fn node_ttl(&self) -> Duration {
+        Duration::from_secs(self.node_ttl)
+    }
+
+    pub fn advertise_url(&self) -> String {
+        self.advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", self.host, self.port))
     }
 
     /// Whether CORS admits any origin (unset or `*`).
@@ -145,6 +179,8 @@ mod tests {
         assert_eq!(default_of("ping-interval"), "25");
         assert_eq!(default_of("ping-timeout"), "20");
         assert_eq!(default_of("max-buffered-packets"), "4096");
+        assert_eq!(default_of("node-ttl"), "10");
+        assert_eq!(default_of("region"), "default");
         let c = Config::try_parse_from(["switchboard", "--max-payload", "2048"]).unwrap();
         assert_eq!(c.max_polling_body(), 32_768);
         let c = Config::try_parse_from(["switchboard", "--cors-origins", "https://a,https://b"])

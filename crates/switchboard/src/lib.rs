@@ -4,13 +4,15 @@
 //! - [`app`]: builds the service (socket.io layer + HTTP routes) from a config.
 //! - [`signaling`]: the socket.io event handlers, one file per client event.
 //! - [`rooms`]: room membership and media state behind the [`rooms::RoomStore`] trait.
+//! - [`cluster`]: cluster mode over Redis (event bus, node registry, crash cleanup).
 //! - [`auth`]: optional JWT authentication of handshakes.
-//! - [`http`]: plain HTTP endpoints (`/health`).
+//! - [`http`]: plain HTTP endpoints (`/health`, `/cluster`).
 //!
 //! The wire contract lives in the `switchboard-protocol` crate and `docs/protocol.md`.
 
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod rooms;

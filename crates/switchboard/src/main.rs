@@ -13,7 +13,7 @@ async fn main() -> ExitCode {
     let config = Config::parse();
     init_logging(config.log_format);
 
-    let app = match app::build(&config) {
+    let app = match app::build(&config).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!("{e}");
@@ -44,8 +44,15 @@ async fn main() -> ExitCode {
         "switchboard listening"
     );
 
-    let served = axum::serve(listener, app.router)
-        .with_graceful_shutdown(shutdown_signal())
+    let app = std::sync::Arc::new(app);
+    let closing = app.clone();
+    let served = axum::serve(listener, app.router.clone())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Close the sockets first: long-polling requests would otherwise hold the
+            // graceful shutdown open for up to a ping interval.
+            closing.shutdown().await;
+        })
         .await;
     if let Err(e) = served {
         tracing::error!("server error: {e}");

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use switchboard_protocol::{MediaState, RoomId};
 
-use super::{Joined, Member, Peer, RoomStore, StoreError};
+use super::{Joined, Location, Member, Peer, RoomStore, StoreError};
 
 #[derive(Debug, Default)]
 pub struct MemoryRoomStore {
@@ -125,11 +125,16 @@ impl RoomStore for MemoryRoomStore {
         }
     }
 
-    async fn is_member(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError> {
-        Ok(self
+    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Location>, StoreError> {
+        let member = self
             .rooms()
             .get(room)
-            .is_some_and(|r| r.members.contains_key(member_id)))
+            .is_some_and(|r| r.members.contains_key(member_id));
+        Ok(member.then_some(Location::ThisNode))
+    }
+
+    fn local_rooms(&self) -> usize {
+        self.rooms().len()
     }
 
     async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError> {
@@ -217,7 +222,10 @@ mod tests {
         assert!(!store.leave(&r1, "a").await.unwrap());
         store.join(&r1, &member("a"), None).await.unwrap();
         assert_eq!(store.peers(&r1).await.unwrap()[0].media, None);
-        assert!(store.is_member(&r2, "a").await.unwrap());
-        assert!(!store.is_member(&r2, "b").await.unwrap());
+        assert_eq!(
+            store.locate(&r2, "a").await.unwrap(),
+            Some(Location::ThisNode)
+        );
+        assert_eq!(store.locate(&r2, "b").await.unwrap(), None);
     }
 }

@@ -5,7 +5,7 @@
 //! truth lives behind [`RoomStore`], with one implementation per backend:
 //!
 //! - [`MemoryRoomStore`]: the single-process default, a map behind a mutex.
-//! - a Redis implementation (cluster mode) with the same semantics.
+//! - [`RedisRoomStore`]: cluster mode; the same semantics over Redis hashes and Lua scripts.
 //!
 //! The trait is shaped for a shared remote store: every method is one small, atomic change or
 //! read of a single room (add one member, drop one member, set one member's media state), so
@@ -13,11 +13,23 @@
 //! here reads a whole room, changes it and writes it back.
 
 mod memory;
+mod redis;
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use switchboard_protocol::{MediaState, MemberName, PeerInfo, RoomId};
 
 pub use memory::MemoryRoomStore;
+pub use redis::{Departure, RedisRoomStore, node_members_key};
+
+/// Milliseconds since the Unix epoch, the clock of `joined_at_ms` and heartbeats.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
 
 /// A socket that is in a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +71,15 @@ pub enum Joined {
     Full,
 }
 
+/// Where a member's socket is connected, which decides how a relay reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// On this node: deliver locally, without a round trip through Redis.
+    ThisNode,
+    /// On another node of the cluster.
+    OtherNode,
+}
+
 /// The store could not answer. The event that needed it changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,9 +112,12 @@ pub trait RoomStore: Send + Sync + 'static {
         media: MediaState,
     ) -> Result<bool, StoreError>;
 
-    /// Whether `member_id` is in `room`.
-    async fn is_member(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError>;
+    /// Where `member_id` is connected, if it is in `room`.
+    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Location>, StoreError>;
 
     /// Everyone in a room, oldest first.
     async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError>;
+
+    /// How many rooms have at least one member on this node (for `/cluster`).
+    fn local_rooms(&self) -> usize;
 }

@@ -5,11 +5,12 @@
 //! socketioxide flushes the socket's rooms (it waits for this to finish), like socket.io's
 //! `disconnecting` event.
 
+use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
-use switchboard_protocol::ServerEvent;
 use switchboard_protocol::outbound::names;
+use switchboard_protocol::{RoomId, ServerEvent};
 
-use super::session::Session;
+use super::session::{Session, call_room};
 
 impl<A: Adapter> Session<A> {
     pub(super) async fn disconnect(&mut self) {
@@ -25,5 +26,16 @@ impl<A: Adapter> Session<A> {
                 .await;
         }
         self.rooms.clear();
+    }
+}
+
+/// Tells a room that a member is gone when its own socket cannot: its node crashed, or Redis
+/// still listed it after it left. The same two events, in the same order, as a disconnect.
+pub async fn announce_departure<A: Adapter>(io: &SocketIo<A>, room: &RoomId, member_id: &str) {
+    let departed = ServerEvent::Departed { id: member_id };
+    for event in [names::PEER_LEFT, names::USER_DISCONNECTED] {
+        if let Err(e) = io.to(call_room(room)).emit(event, &departed).await {
+            tracing::warn!(%room, member = member_id, event, error = %e, "departure not announced");
+        }
     }
 }

@@ -14,14 +14,12 @@
 //! before the store admits it, so it cannot miss a departure or media change of a peer its
 //! backfill lists.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use socketioxide::adapter::Adapter;
 use switchboard_protocol::outbound::names;
 use switchboard_protocol::{ErrorCode, JoinRoom, ProtocolError, ServerEvent};
 
 use super::session::{Reply, Session, call_room};
-use crate::rooms::{Joined, Member, Peer};
+use crate::rooms::{Joined, Member, Peer, now_ms};
 
 impl<A: Adapter> Session<A> {
     pub(super) async fn join(&mut self, join: JoinRoom) -> Result<Reply, ProtocolError> {
@@ -107,11 +105,4 @@ impl<A: Adapter> Session<A> {
             peers: peers.iter().map(Peer::info).collect(),
         })
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }

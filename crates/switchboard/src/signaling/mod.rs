@@ -35,7 +35,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
-use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
@@ -44,6 +43,7 @@ use tokio::sync::mpsc;
 use crate::auth::{Grant, TokenVerifier, Unauthorized};
 use crate::rooms::RoomStore;
 
+pub use disconnect::announce_departure;
 use inbox::{Inbound, Inbox};
 use session::Session;
 
@@ -92,15 +92,18 @@ impl Signaling {
     }
 }
 
-/// Registers the signaling handlers on the default namespace of a single-process server.
-pub fn attach(io: &SocketIo, signaling: Arc<Signaling>) {
+/// The connect handler of the default namespace, for any adapter: `app` registers it with
+/// `io.ns("/", …)` on the in-memory adapter or the Redis one.
+pub fn connect_handler<A: Adapter>(
+    signaling: Arc<Signaling>,
+) -> impl ConnectHandler<A, (SocketRef<A>,)> {
     let for_admit = signaling.clone();
-    let connect = move |socket: SocketRef| async move { on_connect(socket, signaling) };
-    let admit = move |socket: SocketRef, TryData(auth): TryData<AuthPayload>| {
+    let connect = move |socket: SocketRef<A>| async move { on_connect(socket, signaling) };
+    let admit = move |socket: SocketRef<A>, TryData(auth): TryData<AuthPayload>| {
         let signaling = for_admit.clone();
         async move { admit(&socket, &signaling, auth.ok()) }
     };
-    io.ns("/", connect.with(admit));
+    connect.with(admit)
 }
 
 /// The socket.io handshake `auth` object.

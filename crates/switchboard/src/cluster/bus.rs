@@ -1,0 +1,208 @@
+//! The cluster event bus: socketioxide-redis's `Driver` over fred, built not to lose messages.
+//!
+//! socketioxide-redis turns every emit to a room into one `SPUBLISH` and hands each node what
+//! it receives on its subscriptions. The driver it ships for fred has traps for a signaling
+//! relay, where one lost message is a failed call:
+//!
+//! | trap in the stock fred driver                         | what [`RedisBus`] does                              |
+//! |-------------------------------------------------------|-----------------------------------------------------|
+//! | fred's message channel holds 32 messages, lag = loss  | 16,384 (see `link.rs`); the dispatcher only enqueues |
+//! | per-channel queue of 1,024, full = dropped            | the adapter's queue is sized by `STREAM_BUFFER`     |
+//! | no reconnect policy, no resubscribe                   | reconnects forever; resubscribes every channel      |
+//! | subscribe fails while Redis is down → adapter fails   | subscribe records the channel; done on reconnect    |
+//! | a failed publish also skips local delivery            | publish while Redis is down is skipped and counted  |
+//!
+//! Redis's own pub/sub output-buffer limit (a subscriber more than 32 MB behind is cut off)
+//! is kept at bay by reading continuously: fred's reader never waits on us, and the dispatcher
+//! never waits on the adapter (its queue is large and allocated only when used).
+//!
+//! The counters this keeps (`lost`, `skipped`) are what an operator alerts on.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::types::Message;
+use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use tokio::sync::{broadcast, mpsc};
+
+use super::link::RedisLink;
+
+/// Messages one subscription may queue between the dispatcher and the adapter. tokio's
+/// bounded channel allocates in small blocks as messages arrive, so an idle queue costs
+/// nothing; only a node that falls minutes behind would reach this.
+pub const STREAM_BUFFER: usize = 1 << 20;
+
+/// A bus operation that failed while Redis was reachable.
+#[derive(Debug, thiserror::Error)]
+#[error("redis pub/sub: {0}")]
+pub struct BusError(#[from] fred::error::Error);
+
+/// The socketioxide-redis driver of this node. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct RedisBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    link: RedisLink,
+    /// Channel → the adapter's queue for it.
+    routes: RwLock<HashMap<String, mpsc::Sender<ChanItem>>>,
+    /// Received messages that could not be handed on (should stay 0).
+    lost: AtomicU64,
+    /// Publishes skipped because Redis was unreachable; their local part was still delivered.
+    skipped: AtomicU64,
+}
+
+impl RedisBus {
+    /// Starts routing received messages and resubscribing after every reconnection.
+    pub fn start(link: RedisLink) -> Self {
+        let bus = Self {
+            inner: Arc::new(Inner {
+                routes: RwLock::new(HashMap::new()),
+                lost: AtomicU64::new(0),
+                skipped: AtomicU64::new(0),
+                link,
+            }),
+        };
+        tokio::spawn(dispatch(
+            bus.inner.link.subscriber().message_rx(),
+            bus.inner.clone(),
+        ));
+        tokio::spawn(resubscribe(
+            bus.inner.link.subscriber_connected(),
+            bus.inner.clone(),
+        ));
+        bus
+    }
+
+    /// Received cluster messages dropped since start (a non-zero value is a bug to report).
+    pub fn lost(&self) -> u64 {
+        self.inner.lost.load(Ordering::Relaxed)
+    }
+
+    /// Publishes skipped while Redis was unreachable.
+    pub fn skipped(&self) -> u64 {
+        self.inner.skipped.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    fn channels(&self) -> Vec<String> {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        routes.keys().cloned().collect()
+    }
+
+    fn route(&self, message: Message) {
+        let channel = message.channel.to_string();
+        let Some(data) = message.value.into_owned_bytes() else {
+            tracing::warn!(%channel, "cluster message without a binary payload ignored");
+            return;
+        };
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        let Some(queue) = routes.get(&channel) else {
+            return; // unsubscribed meanwhile
+        };
+        if let Err(e) = queue.try_send((channel, data)) {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "cluster message lost: adapter queue unavailable");
+        }
+    }
+}
+
+/// Moves every received message into its channel's queue, in order, without ever waiting.
+async fn dispatch(mut messages: broadcast::Receiver<Message>, bus: Arc<Inner>) {
+    loop {
+        match messages.recv().await {
+            Ok(message) => bus.route(message),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                bus.lost.fetch_add(n, Ordering::Relaxed);
+                tracing::error!(
+                    lost = n,
+                    "cluster messages lost: subscriber buffer overflowed"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Subscribes again to every channel each time the subscription connection comes back.
+async fn resubscribe(
+    mut connected: broadcast::Receiver<fred::types::config::Server>,
+    bus: Arc<Inner>,
+) {
+    loop {
+        match connected.recv().await {
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+        for channel in bus.channels() {
+            if let Err(e) = bus.link.subscriber().ssubscribe(channel.as_str()).await {
+                tracing::warn!(%channel, error = %e, "resubscribe failed; retried on reconnect");
+            }
+        }
+        tracing::debug!("cluster channels subscribed");
+    }
+}
+
+impl Driver for RedisBus {
+    type Error = BusError;
+
+    async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
+        let bus = &self.inner;
+        if !bus.link.is_up() {
+            bus.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        if let Err(e) = bus.link.commands().spublish::<i64, _, _>(chan, val).await {
+            // Returning the error would make the adapter skip local delivery too.
+            bus.skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "publish to the cluster failed; delivered locally only");
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> Result<MessageStream<ChanItem>, Self::Error> {
+        let (queue, stream) = mpsc::channel(size.max(1));
+        self.inner
+            .routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(chan.clone(), queue);
+        let subscriber = self.inner.link.subscriber();
+        if subscriber.is_connected()
+            && let Err(e) = subscriber.ssubscribe(chan.as_str()).await
+        {
+            tracing::warn!(channel = %chan, error = %e, "subscribe failed; retried on reconnect");
+        }
+        Ok(MessageStream::new(stream))
+    }
+
+    async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
+        self.inner
+            .routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&chan);
+        if self.inner.link.subscriber().is_connected() {
+            self.inner.link.subscriber().sunsubscribe(chan).await?;
+        }
+        Ok(())
+    }
+
+    async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
+        let (_, count): (String, u16) = self
+            .inner
+            .link
+            .subscriber()
+            .pubsub_shardnumsub(chan)
+            .await?;
+        Ok(count)
+    }
+}

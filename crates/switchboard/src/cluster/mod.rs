@@ -1,0 +1,204 @@
+//! Cluster mode: several switchboard nodes sharing one Redis.
+//!
+//! What each part is for:
+//!
+//! - [`link`]: the Redis connections and their failure rules (reconnect forever, fail fast).
+//! - [`bus`]: socketioxide-redis's pub/sub driver over fred, so an emit to a room or a socket
+//!   reaches it on whichever node it is connected to.
+//! - room state: [`crate::rooms::RedisRoomStore`], so every node sees who is in a room.
+//! - [`registry`]: which nodes are alive, so a survivor can clean up after a crashed one.
+//! - [`Cluster::run`] (this file): the node's upkeep loop, which heartbeats, resynchronises
+//!   this node's members into Redis after every (re)connection, and reaps dead nodes.
+//!
+//! Request handling knows nothing of this: handlers call the `RoomStore` trait and emit
+//! through socketioxide, which is the same code in single-process mode.
+
+mod bus;
+mod link;
+mod registry;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socketioxide::SocketIo;
+use socketioxide::adapter::Emitter;
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use tokio::sync::broadcast;
+
+pub use bus::RedisBus;
+pub use link::{InvalidRedisUrl, RedisLink};
+pub use registry::{NodeInfo, NodeRegistry};
+
+use crate::rooms::{Departure, RedisRoomStore, now_ms};
+use crate::signaling::{self, Signaling};
+
+/// The socketioxide adapter of a cluster node.
+pub type ClusterAdapter = CustomRedisAdapter<Emitter, RedisBus>;
+
+/// How this node presents itself in the registry.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub id: String,
+    pub url: String,
+    pub region: String,
+    pub started_at_ms: u64,
+}
+
+impl NodeIdentity {
+    /// What this node tells the registry (and `GET /cluster`) about itself now.
+    pub fn describe(&self, signaling: &Signaling) -> NodeInfo {
+        NodeInfo {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            region: self.region.clone(),
+            started_at_ms: self.started_at_ms,
+            sockets: signaling.connected_sockets(),
+            rooms: signaling.store.local_rooms(),
+            draining: false,
+            heartbeat_ms: now_ms(),
+        }
+    }
+}
+
+pub struct Cluster {
+    pub link: RedisLink,
+    pub bus: RedisBus,
+    pub store: Arc<RedisRoomStore>,
+    pub registry: NodeRegistry,
+    pub node: NodeIdentity,
+    /// A node silent this long is dead.
+    ttl: Duration,
+}
+
+impl Cluster {
+    /// Connects to Redis in the background; never waits for it.
+    pub fn open(url: &str, node: NodeIdentity, ttl: Duration) -> Result<Self, InvalidRedisUrl> {
+        let link = RedisLink::open(url)?;
+        Ok(Self {
+            bus: RedisBus::start(link.clone()),
+            store: Arc::new(RedisRoomStore::new(link.clone(), node.id.clone())),
+            registry: NodeRegistry::new(link.clone(), ttl),
+            link,
+            node,
+            ttl,
+        })
+    }
+
+    /// The socketioxide-redis adapter over this node's bus.
+    pub fn adapter(&self) -> RedisAdapterCtr<RedisBus> {
+        let config = RedisAdapterConfig::new()
+            .with_prefix("sb")
+            .with_stream_buffer(bus::STREAM_BUFFER);
+        RedisAdapterCtr::new_with_driver(self.bus.clone(), config)
+    }
+
+    fn heartbeat_every(&self) -> Duration {
+        (self.ttl / 5).max(Duration::from_millis(200))
+    }
+
+    /// The node's upkeep, until the process ends: on every tick, heartbeat and reap dead
+    /// nodes; after every (re)connection to Redis, first write this node's members back.
+    ///
+    /// A node reaps others only after it has itself been connected for a whole TTL: when
+    /// Redis comes back after a long outage every heartbeat has expired, and the living nodes
+    /// must get the chance to heartbeat again before anyone is declared dead.
+    pub fn run(self: Arc<Self>, io: SocketIo<ClusterAdapter>, signaling: Arc<Signaling>) {
+        tokio::spawn(async move {
+            let mut connected = self.link.connected();
+            let mut ticks = tokio::time::interval(self.heartbeat_every());
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut in_sync_since: Option<Instant> = None;
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    event = connected.recv() => {
+                        if !matches!(event, Err(broadcast::error::RecvError::Closed)) {
+                            in_sync_since = None;
+                        }
+                    }
+                }
+                if !self.link.is_up() {
+                    in_sync_since = None;
+                    continue;
+                }
+                if in_sync_since.is_none() {
+                    match self.store.resync().await {
+                        Ok(departed) => {
+                            tracing::info!(stale = departed.len(), "room state written to Redis");
+                            announce(&io, &departed).await;
+                            in_sync_since = Some(Instant::now());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not write room state to Redis");
+                            continue;
+                        }
+                    }
+                }
+                if let Err(e) = self
+                    .registry
+                    .heartbeat(&self.node.describe(&signaling))
+                    .await
+                {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                    continue;
+                }
+                if in_sync_since.is_some_and(|t| t.elapsed() >= self.ttl) {
+                    self.reap_dead(&io).await;
+                }
+            }
+        });
+    }
+
+    /// Cleans up after every dead node this node wins the claim for.
+    async fn reap_dead(&self, io: &SocketIo<ClusterAdapter>) {
+        let dead = match self.registry.dead(&self.node.id).await {
+            Ok(dead) => dead,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list dead nodes");
+                return;
+            }
+        };
+        for node in dead {
+            match self
+                .registry
+                .claim(&node, &self.node.id, self.ttl * 3)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(%node, error = %e, "could not claim dead node");
+                    continue;
+                }
+            }
+            match self.store.reap(&node).await {
+                Ok(departed) => {
+                    tracing::warn!(%node, ghosts = departed.len(), "node died; its members were removed from their rooms");
+                    announce(io, &departed).await;
+                    if let Err(e) = self.registry.forget(&node).await {
+                        tracing::warn!(%node, error = %e, "could not forget reaped node");
+                    }
+                }
+                Err(e) => tracing::warn!(%node, error = %e, "reaping failed; retried later"),
+            }
+        }
+    }
+
+    /// Leaves the cluster cleanly: removes this node from the registry, so nobody waits for
+    /// its heartbeat to expire. Its members are gone already (their sockets were closed).
+    pub async fn leave(&self) {
+        if let Err(e) = self.store.resync().await {
+            tracing::warn!(error = %e, "could not remove this node's members from Redis");
+        }
+        if let Err(e) = self.registry.forget(&self.node.id).await {
+            tracing::warn!(error = %e, "could not leave the node registry");
+        }
+    }
+}
+
+/// Tells each room that a member left without saying so.
+async fn announce(io: &SocketIo<ClusterAdapter>, departed: &[Departure]) {
+    for departure in departed {
+        signaling::announce_departure(io, &departure.room, &departure.member_id).await;
+    }
+}

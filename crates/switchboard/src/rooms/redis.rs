@@ -1,0 +1,513 @@
+//! The Redis [`RoomStore`]: room state shared by every node of a cluster.
+//!
+//! Key schema (`{…}` is a Redis Cluster hash tag: a room's keys, and a node's keys, each
+//! live in one slot, so every script below touches a single slot):
+//!
+//! | key                          | type | field → value                                        |
+//! |------------------------------|------|------------------------------------------------------|
+//! | `sb:room:{<roomId>}:members` | hash | socket id → `{"name","node","joined_at_ms"}` (JSON)  |
+//! | `sb:room:{<roomId>}:media`   | hash | socket id → `{"mic","cam"}` (JSON)                   |
+//! | `sb:node:{<nodeId>}:members` | set  | `"<roomId> <socketId>"` for each member of that node |
+//!
+//! Every change is a field-level write (`HSET`/`HDEL`) or a short Lua script over one room's
+//! two hashes: `join` checks the capacity, reads the snapshot and adds the member in one step,
+//! so concurrent joins on different nodes never exceed `--max-room-size` and each newcomer's
+//! snapshot is exact. The per-node set is what a survivor reads to clean up after a crashed
+//! node; it is written *before* a member enters a room and trimmed *after* it left, so it
+//! always covers every member the node may have in Redis.
+//!
+//! This store also keeps the members of *this* node in memory ([`LocalMembers`]): the truth
+//! about local sockets does not need Redis. That is what lets local rooms keep relaying while
+//! Redis is down, and what [`RedisRoomStore::resync`] writes back when Redis returns empty.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use fred::clients::{Client, WithOptions};
+use fred::interfaces::{HashesInterface, KeysInterface, LuaInterface, SetsInterface};
+use fred::types::Value;
+use fred::types::scripts::Script;
+use serde::{Deserialize, Serialize};
+use switchboard_protocol::{MediaState, MemberName, RoomId};
+
+use super::{Joined, Location, Member, Peer, RoomStore, StoreError};
+use crate::cluster::RedisLink;
+
+/// Adds a member unless the room is full; returns `{members before, media}` or nil when full.
+const JOIN: &str = r#"
+local id, record, capacity = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if capacity > 0 and redis.call('HEXISTS', KEYS[1], id) == 0
+   and redis.call('HLEN', KEYS[1]) >= capacity then
+  return false
+end
+local members = redis.call('HGETALL', KEYS[1])
+local media = redis.call('HGETALL', KEYS[2])
+redis.call('HSET', KEYS[1], id, record)
+return {members, media}
+"#;
+
+/// Removes a member and its media state; returns 1 if it was in the room.
+const LEAVE: &str = r#"
+local removed = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return removed
+"#;
+
+/// Records a member's media state if it is in the room; returns 1 if so.
+const SET_MEDIA: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"#;
+
+/// Writes a member (and its media state, if any) back, e.g. after Redis lost its data.
+const RESTORE: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+return 1
+"#;
+
+fn members_key(room: &str) -> String {
+    format!("sb:room:{{{room}}}:members")
+}
+
+fn media_key(room: &str) -> String {
+    format!("sb:room:{{{room}}}:media")
+}
+
+/// The set of `"<roomId> <socketId>"` entries a node has in rooms.
+pub fn node_members_key(node: &str) -> String {
+    format!("sb:node:{{{node}}}:members")
+}
+
+fn index_entry(room: &str, member_id: &str) -> String {
+    format!("{room} {member_id}")
+}
+
+/// A member's entry in a room's `members` hash.
+#[derive(Debug, Serialize, Deserialize)]
+struct MemberRecord {
+    name: String,
+    node: String,
+    joined_at_ms: u64,
+}
+
+impl MemberRecord {
+    fn of(member: &Member) -> Self {
+        Self {
+            name: member.name.as_str().to_owned(),
+            node: member.node.clone(),
+            joined_at_ms: member.joined_at_ms,
+        }
+    }
+
+    fn into_member(self, id: String) -> Option<Member> {
+        Some(Member {
+            id,
+            name: MemberName::try_from(self.name).ok()?,
+            node: self.node,
+            joined_at_ms: self.joined_at_ms,
+        })
+    }
+}
+
+/// A member that left a room without leaving itself (its node died or forgot it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    pub room: RoomId,
+    pub member_id: String,
+}
+
+/// This node's own members and their media state: room → member id → entry.
+type LocalMembers = HashMap<RoomId, HashMap<String, (Member, Option<MediaState>)>>;
+
+pub struct RedisRoomStore {
+    link: RedisLink,
+    node: String,
+    local: Mutex<LocalMembers>,
+    join: Script,
+    leave: Script,
+    set_media: Script,
+    restore: Script,
+}
+
+impl RedisRoomStore {
+    pub fn new(link: RedisLink, node: String) -> Self {
+        Self {
+            link,
+            node,
+            local: Mutex::new(HashMap::new()),
+            join: Script::from_lua(JOIN),
+            leave: Script::from_lua(LEAVE),
+            set_media: Script::from_lua(SET_MEDIA),
+            restore: Script::from_lua(RESTORE),
+        }
+    }
+
+    fn local(&self) -> MutexGuard<'_, LocalMembers> {
+        // Every critical section is one map operation: a poisoned lock holds no half-write.
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn redis(&self) -> Result<WithOptions<Client>, StoreError> {
+        if self.link.is_up() {
+            Ok(self.link.commands())
+        } else {
+            Err(StoreError::Unavailable("Redis is unreachable".into()))
+        }
+    }
+
+    /// Runs a script by hash, sending its source only when Redis does not know it yet.
+    async fn run(
+        &self,
+        script: &Script,
+        room: &str,
+        args: Vec<String>,
+    ) -> Result<Value, StoreError> {
+        let redis = self.redis()?;
+        let keys = vec![members_key(room), media_key(room)];
+        match redis
+            .evalsha(script.sha1().clone(), keys.clone(), args.clone())
+            .await
+        {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                let source = script.lua().cloned().unwrap_or_default();
+                Ok(redis.eval(source, keys, args).await.map_err(unavailable)?)
+            }
+            other => other.map_err(unavailable),
+        }
+    }
+
+    /// Removes one member from a room in Redis; whether it was there.
+    async fn remove(&self, room: &str, member_id: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .run(&self.leave, room, vec![member_id.to_owned()])
+            .await?;
+        Ok(matches!(removed, Value::Integer(1)))
+    }
+
+    /// Removes every member a node left in Redis and drops its index. Returns those that
+    /// were still in a room, for the caller to announce. Safe to repeat.
+    pub async fn reap(&self, node: &str) -> Result<Vec<Departure>, StoreError> {
+        let index = node_members_key(node);
+        let entries: Vec<String> = self.redis()?.smembers(&index).await.map_err(unavailable)?;
+        let mut departed = Vec::new();
+        for entry in entries {
+            let Some(departure) = parse_index_entry(&entry) else {
+                continue;
+            };
+            if self
+                .remove(departure.room.as_str(), &departure.member_id)
+                .await?
+            {
+                departed.push(departure);
+            }
+        }
+        let _: i64 = self.redis()?.del(&index).await.map_err(unavailable)?;
+        Ok(departed)
+    }
+
+    /// Makes Redis agree with this node about its members: removes what Redis still holds for
+    /// members this node no longer has (left while Redis was down, or left over by an earlier
+    /// run with the same node id), then writes every local member and its media state back
+    /// (Redis may have restarted empty). Returns the removed members, for the caller to
+    /// announce.
+    pub async fn resync(&self) -> Result<Vec<Departure>, StoreError> {
+        let index = node_members_key(&self.node);
+        let entries: Vec<String> = self.redis()?.smembers(&index).await.map_err(unavailable)?;
+        let mut departed = Vec::new();
+        for entry in entries {
+            let Some(departure) = parse_index_entry(&entry) else {
+                continue;
+            };
+            let still_here = self
+                .local()
+                .get(&departure.room)
+                .is_some_and(|m| m.contains_key(&departure.member_id));
+            if still_here {
+                continue;
+            }
+            if self
+                .remove(departure.room.as_str(), &departure.member_id)
+                .await?
+            {
+                departed.push(departure);
+            }
+            let _: i64 = self
+                .redis()?
+                .srem(&index, &entry)
+                .await
+                .map_err(unavailable)?;
+        }
+        let members: Vec<(RoomId, Member, Option<MediaState>)> = self
+            .local()
+            .iter()
+            .flat_map(|(room, members)| {
+                members
+                    .values()
+                    .map(|(member, media)| (room.clone(), member.clone(), *media))
+            })
+            .collect();
+        for (room, member, media) in members {
+            let _: i64 = self
+                .redis()?
+                .sadd(&index, index_entry(room.as_str(), &member.id))
+                .await
+                .map_err(unavailable)?;
+            let media = media.map(|m| to_json(&m)).unwrap_or_default();
+            let record = to_json(&MemberRecord::of(&member));
+            self.run(&self.restore, room.as_str(), vec![member.id, record, media])
+                .await?;
+        }
+        Ok(departed)
+    }
+}
+
+#[async_trait]
+impl RoomStore for RedisRoomStore {
+    async fn join(
+        &self,
+        room: &RoomId,
+        member: &Member,
+        capacity: Option<usize>,
+    ) -> Result<Joined, StoreError> {
+        let index = node_members_key(&self.node);
+        let entry = index_entry(room.as_str(), &member.id);
+        // Indexed first: a crash between the two writes leaves an index entry without a
+        // member (harmless), never a member a survivor cannot find.
+        let _: i64 = self
+            .redis()?
+            .sadd(&index, &entry)
+            .await
+            .map_err(unavailable)?;
+        let args = vec![
+            member.id.clone(),
+            to_json(&MemberRecord::of(member)),
+            capacity.unwrap_or(0).to_string(),
+        ];
+        let reply = self.run(&self.join, room.as_str(), args).await?;
+        let Value::Array(mut parts) = reply else {
+            let _: Result<i64, _> = self.redis()?.srem(&index, &entry).await;
+            return Ok(Joined::Full);
+        };
+        let media = parts.pop().map(hash_pairs).unwrap_or_default();
+        let members = parts.pop().map(hash_pairs).unwrap_or_default();
+        let peers = peers_from(members, media, &member.id);
+        let previous_media = self
+            .local()
+            .get(room)
+            .and_then(|m| m.get(&member.id))
+            .and_then(|(_, media)| *media);
+        self.local()
+            .entry(room.clone())
+            .or_default()
+            .insert(member.id.clone(), (member.clone(), previous_media));
+        Ok(Joined::Admitted { peers })
+    }
+
+    async fn leave(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError> {
+        let was_here = {
+            let mut local = self.local();
+            let removed = local
+                .get_mut(room)
+                .and_then(|members| members.remove(member_id))
+                .is_some();
+            if local.get(room).is_some_and(HashMap::is_empty) {
+                local.remove(room);
+            }
+            removed
+        };
+        // The local record is the truth for this node's sockets; if Redis cannot be told
+        // now, `resync` removes the member once Redis is back.
+        let in_redis = async {
+            let removed = self.remove(room.as_str(), member_id).await?;
+            let _: i64 = self
+                .redis()?
+                .srem(
+                    node_members_key(&self.node),
+                    index_entry(room.as_str(), member_id),
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok::<_, StoreError>(removed)
+        };
+        match in_redis.await {
+            Ok(removed) => Ok(was_here || removed),
+            Err(e) => {
+                tracing::debug!(%room, member = member_id, error = %e, "leave deferred until Redis is back");
+                Ok(was_here)
+            }
+        }
+    }
+
+    async fn set_media(
+        &self,
+        room: &RoomId,
+        member_id: &str,
+        media: MediaState,
+    ) -> Result<bool, StoreError> {
+        {
+            let mut local = self.local();
+            let Some((_, state)) = local.get_mut(room).and_then(|m| m.get_mut(member_id)) else {
+                return Ok(false);
+            };
+            *state = Some(media);
+        }
+        let args = vec![member_id.to_owned(), to_json(&media)];
+        if let Err(e) = self.run(&self.set_media, room.as_str(), args).await {
+            tracing::debug!(%room, member = member_id, error = %e, "media state written when Redis is back");
+        }
+        Ok(true)
+    }
+
+    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Location>, StoreError> {
+        if self
+            .local()
+            .get(room)
+            .is_some_and(|m| m.contains_key(member_id))
+        {
+            return Ok(Some(Location::ThisNode));
+        }
+        let record: Option<String> = self
+            .redis()?
+            .hget(members_key(room.as_str()), member_id)
+            .await
+            .map_err(unavailable)?;
+        let node = record
+            .and_then(|r| serde_json::from_str::<MemberRecord>(&r).ok())
+            .map(|r| r.node);
+        // An entry claiming this node but unknown here is left over from an earlier run.
+        Ok(node
+            .filter(|n| *n != self.node)
+            .map(|_| Location::OtherNode))
+    }
+
+    fn local_rooms(&self) -> usize {
+        self.local().len()
+    }
+
+    async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError> {
+        let redis = self.redis()?;
+        let members: HashMap<String, String> = redis
+            .hgetall(members_key(room.as_str()))
+            .await
+            .map_err(unavailable)?;
+        let media: HashMap<String, String> = redis
+            .hgetall(media_key(room.as_str()))
+            .await
+            .map_err(unavailable)?;
+        Ok(peers_from(
+            members.into_iter().collect(),
+            media.into_iter().collect(),
+            "",
+        ))
+    }
+}
+
+fn unavailable(error: fred::error::Error) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn parse_index_entry(entry: &str) -> Option<Departure> {
+    let (room, member_id) = entry.split_once(' ')?;
+    Some(Departure {
+        room: RoomId::try_from(room.to_owned()).ok()?,
+        member_id: member_id.to_owned(),
+    })
+}
+
+/// The field/value pairs of an `HGETALL` reply as a script returns it (a flat array).
+fn hash_pairs(value: Value) -> Vec<(String, String)> {
+    let Value::Array(items) = value else {
+        return Vec::new();
+    };
+    let mut strings = items.into_iter().filter_map(|v| v.into_string());
+    let mut pairs = Vec::new();
+    while let (Some(field), Some(value)) = (strings.next(), strings.next()) {
+        pairs.push((field, value));
+    }
+    pairs
+}
+
+/// Peers from a room's two hashes, oldest first, without `except`. Entries that do not parse
+/// (written by something else) are skipped rather than failing the join.
+fn peers_from(
+    members: Vec<(String, String)>,
+    media: Vec<(String, String)>,
+    except: &str,
+) -> Vec<Peer> {
+    let media: BTreeMap<String, MediaState> = media
+        .into_iter()
+        .filter_map(|(id, json)| Some((id, serde_json::from_str(&json).ok()?)))
+        .collect();
+    let mut peers: Vec<Peer> = members
+        .into_iter()
+        .filter(|(id, _)| id != except)
+        .filter_map(|(id, json)| {
+            let record: MemberRecord = serde_json::from_str(&json).ok()?;
+            let media = media.get(&id).copied();
+            Some(Peer {
+                member: record.into_member(id)?,
+                media,
+            })
+        })
+        .collect();
+    peers.sort_by(|a, b| {
+        (a.member.joined_at_ms, &a.member.id).cmp(&(b.member.joined_at_ms, &b.member.id))
+    });
+    peers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_a_room_share_a_hash_tag() {
+        assert_eq!(members_key("r:1"), "sb:room:{r:1}:members");
+        assert_eq!(media_key("r:1"), "sb:room:{r:1}:media");
+        assert_eq!(node_members_key("n1"), "sb:node:{n1}:members");
+    }
+
+    #[test]
+    fn index_entries_round_trip() {
+        let d = parse_index_entry(&index_entry("room-1", "abc_DEF")).unwrap();
+        assert_eq!(d.room.as_str(), "room-1");
+        assert_eq!(d.member_id, "abc_DEF");
+        assert!(parse_index_entry("no-space").is_none());
+    }
+
+    #[test]
+    fn peers_are_oldest_first_without_self_and_skip_garbage() {
+        let rec = |name: &str, at: u64| {
+            to_json(&MemberRecord {
+                name: name.into(),
+                node: "n".into(),
+                joined_at_ms: at,
+            })
+        };
+        let members = vec![
+            ("b".into(), rec("Bea", 20)),
+            ("a".into(), rec("Al", 10)),
+            ("me".into(), rec("Me", 5)),
+            ("junk".into(), "not json".into()),
+        ];
+        let media = vec![("a".into(), r#"{"mic":true,"cam":false}"#.into())];
+        let peers = peers_from(members, media, "me");
+        let ids: Vec<_> = peers.iter().map(|p| p.member.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(
+            peers[0].media,
+            Some(MediaState {
+                mic: true,
+                cam: false
+            })
+        );
+        assert_eq!(peers[1].media, None);
+    }
+}
