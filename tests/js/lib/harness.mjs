@@ -5,6 +5,16 @@
 //   SWITCHBOARD_URL        e.g. http://127.0.0.1:40123
 //   SWITCHBOARD_TRANSPORT  "websocket" or "polling"
 //
+// Cluster tests (crates/switchboard/tests/cluster.rs) start several nodes sharing one Redis
+// and add:
+//   SWITCHBOARD_URLS       every node's URL, comma-separated. Successive sockets alternate
+//                          between them (socket 0 on node 0, socket 1 on node 1, ...), so the
+//                          peers of a room are split across nodes; `connect({ node: i })`
+//                          picks a node.
+//   SWITCHBOARD_NODE_IDS   the nodes' --node-id, in the same order
+//   SWITCHBOARD_NODE_TTL   their --node-ttl, seconds
+//   SWITCHBOARD_STEPS_URL  where to ask the Rust test to act on processes (see `step`)
+//
 // Every socket made here records everything the server sends it in `socket.log`
 // ({ event, args } in arrival order), from the moment it is created. Tests then wait for, or
 // assert the absence of, entries in that log; nothing is ever missed because a listener was
@@ -19,6 +29,13 @@ export { sleep };
 
 export const SERVER_URL = process.env.SWITCHBOARD_URL ?? 'http://127.0.0.1:3001';
 export const TRANSPORT = process.env.SWITCHBOARD_TRANSPORT ?? 'websocket';
+/** Every node's URL; one entry (SERVER_URL) unless the test runs against a cluster. */
+export const SERVER_URLS = (process.env.SWITCHBOARD_URLS ?? SERVER_URL).split(',').filter(Boolean);
+/** The nodes' ids, in the order of SERVER_URLS (empty when not told). */
+export const NODE_IDS = (process.env.SWITCHBOARD_NODE_IDS ?? '').split(',').filter(Boolean);
+/** The nodes' --node-ttl in milliseconds. */
+export const NODE_TTL_MS = Number(process.env.SWITCHBOARD_NODE_TTL ?? '10') * 1000;
+const STEPS_URL = process.env.SWITCHBOARD_STEPS_URL;
 
 /** Longest wait for something that should happen. */
 export const TIMEOUT_MS = 3000;
@@ -27,20 +44,29 @@ export const QUIET_MS = 300;
 
 /** Every socket created since the last `closeAll()`. */
 const open = [];
+/** How many sockets were opened without naming a node (they take turns over SERVER_URLS). */
+let opened = 0;
 
 /**
  * A new socket, returned at once (not yet connected), whose incoming events are recorded in
  * `socket.log`. Events emitted before it connects are buffered by socket.io-client and sent
  * the moment the server accepts the connection. Most tests want `connect()` instead.
+ *
+ * `opts.node` picks the node (an index into SERVER_URLS); without it, successive sockets
+ * alternate between the nodes. `socket.node` tells which one it is on. The other options go
+ * to socket.io-client.
  */
 export function openSocket(opts = {}) {
-  const socket = io(SERVER_URL, {
+  const { node = opened++ % SERVER_URLS.length, ...clientOpts } = opts;
+  assert.ok(node >= 0 && node < SERVER_URLS.length, `no node ${node}`);
+  const socket = io(SERVER_URLS[node], {
     transports: [TRANSPORT],
     forceNew: true,
     reconnection: false,
     timeout: TIMEOUT_MS,
-    ...opts,
+    ...clientOpts,
   });
+  socket.node = node;
   socket.log = [];
   socket.onAny((event, ...args) => socket.log.push({ event, args }));
   open.push(socket);
@@ -180,4 +206,49 @@ export function closeAll() {
     .filter((e) => e.args.length !== 1)
     .map((e) => `${e.event} with ${e.args.length} arguments`);
   assert.deepEqual(badShapes, [], 'every server event must carry exactly one argument');
+}
+
+/**
+ * Resolves once `check()` (sync or async) returns a truthy value, with that value; fails
+ * after `timeoutMs`, naming `what`.
+ */
+export async function waitUntil(check, what, timeoutMs = TIMEOUT_MS, intervalMs = 50) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** GETs `path` on node `node` and resolves with { status, body } (body parsed as JSON). */
+export async function httpGet(node, path) {
+  const response = await fetch(`${SERVER_URLS[node]}${path}`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
+  const text = await response.text();
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = text;
+  }
+  return { status: response.status, body };
+}
+
+/**
+ * Asks the Rust test that started the servers to do something to them, and resolves with its
+ * JSON answer once done. Steps (crates/switchboard-testkit/src/cluster.rs):
+ * `kill-node/<i>` (SIGKILL), `kill-redis`, `restart-redis`, `alive` ([bool] per node),
+ * `log/<i>`, and `redis` with the command's arguments: `step('redis', 'HLEN', key)`.
+ */
+export async function step(name, ...args) {
+  assert.ok(STEPS_URL, 'SWITCHBOARD_STEPS_URL is not set: run this file through cargo');
+  const response = await fetch(`${STEPS_URL}/${name}`, {
+    method: 'POST',
+    body: args.join('\n'),
+    signal: AbortSignal.timeout(30_000),
+  });
+  const text = await response.text();
+  assert.equal(response.status, 200, `step ${name} failed: ${text}`);
+  return JSON.parse(text);
 }

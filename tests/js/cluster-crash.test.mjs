@@ -1,0 +1,136 @@
+// Crash clean-up: when a node dies without a word (SIGKILL), a surviving node notices that its
+// heartbeat expired, removes its members from every room and announces each departure once.
+//
+// Runs against three nodes with --node-ttl 3 (crates/switchboard/tests/cluster.rs,
+// `crash_cleanup`); node 2 is the one killed.
+
+import assert from 'node:assert/strict';
+import { afterEach, test } from 'node:test';
+
+import {
+  ask,
+  closeAll,
+  connect,
+  join,
+  NODE_IDS,
+  NODE_TTL_MS,
+  received,
+  roomId,
+  SERVER_URLS,
+  sleep,
+  step,
+  waitForCount,
+} from './lib/harness.mjs';
+
+afterEach(closeAll);
+
+assert.equal(SERVER_URLS.length, 3, 'this file runs against three nodes');
+
+/** The contract: ghosts are announced within the node TTL plus a few seconds. */
+const CLEANUP_BOUND_MS = NODE_TTL_MS + 5000;
+/** How long after the last expected departure a duplicate (a second reaper) is looked for. */
+const DUPLICATE_WINDOW_MS = 2500;
+
+const membersKey = (room) => `sb:room:{${room}}:members`;
+const mediaKey = (room) => `sb:room:{${room}}:media`;
+
+/** Sorted fields of a Redis hash. */
+async function fields(key) {
+  return ((await step('redis', 'HKEYS', key)) ?? []).sort();
+}
+
+/** How many `event`s about member `id` the socket received after `mark`. */
+function count(socket, event, id, mark) {
+  return socket.log.slice(mark).filter((e) => e.event === event && e.args[0]?.id === id).length;
+}
+
+test('the members of a SIGKILLed node are announced gone, once each, to their rooms on the surviving nodes, and leave no ghost in Redis', async () => {
+  const [room1, room2, room3, room4] = [roomId('r1'), roomId('r2'), roomId('r3'), roomId('r4')];
+  const on = (node) => connect({ node });
+  const [a1, b1, a2, b2] = await Promise.all([on(0), on(1), on(0), on(1)]);
+  const [c1, c2, c3, c4, c5, c6] = await Promise.all([2, 2, 2, 2, 2, 2].map(on));
+
+  // room1: survivors on nodes 0 and 1 with two members of node 2; room2 and room3: one
+  // survivor each; c1 is in room1 and room3; room4 holds only members of node 2.
+  await join(a1, room1, 'a1');
+  await join(c1, room1, 'c1');
+  await join(b1, room1, 'b1');
+  await join(c2, room1, 'c2');
+  await join(a2, room2, 'a2');
+  await join(c3, room2, 'c3');
+  await join(b2, room3, 'b2');
+  await join(c1, room3, 'c1');
+  await join(c4, room3, 'c4');
+  await join(c5, room4, 'c5');
+  await join(c6, room4, 'c6');
+  await ask(c1, 'media-state', { roomId: room1, mic: true, cam: true });
+  await ask(a1, 'media-state', { roomId: room1, mic: false, cam: true });
+  await ask(c3, 'media-state', { roomId: room2, mic: true, cam: false });
+  await waitForCount(b1, 'user-connected', 3);
+  await waitForCount(a2, 'media-state', 1);
+  await waitForCount(b2, 'user-connected', 2);
+  await waitForCount(b1, 'media-state', 2);
+
+  const dead = { c1: c1.id, c2: c2.id, c3: c3.id, c4: c4.id };
+  const expected = [
+    [a1, [dead.c1, dead.c2]],
+    [b1, [dead.c1, dead.c2]],
+    [a2, [dead.c3]],
+    [b2, [dead.c1, dead.c4]],
+  ];
+  const marks = new Map(expected.map(([socket]) => [socket, socket.log.length]));
+
+  const killedAt = Date.now();
+  assert.equal(await step('kill-node/2'), true);
+
+  // Every survivor hears of each dead roommate within the bound.
+  const announced = () => expected.every(([socket, ids]) => ids.every((id) => (
+    count(socket, '#rtcio:peer-left', id, marks.get(socket)) >= 1
+    && count(socket, 'user-disconnected', id, marks.get(socket)) >= 1
+  )));
+  while (!announced() && Date.now() - killedAt < CLEANUP_BOUND_MS) await sleep(50);
+  const elapsed = Date.now() - killedAt;
+  const missing = expected.flatMap(([socket, ids]) => ids
+    .filter((id) => count(socket, 'user-disconnected', id, marks.get(socket)) === 0
+      || count(socket, '#rtcio:peer-left', id, marks.get(socket)) === 0)
+    .map((id) => `${socket.id} (node ${socket.node}) about ${id}`));
+  assert.deepEqual(missing, [], `departures not announced within ${CLEANUP_BOUND_MS} ms`);
+  console.log(`# dead members announced ${elapsed} ms after the SIGKILL (node ttl ${NODE_TTL_MS} ms)`);
+
+  // Exactly once each, and nothing about anyone else.
+  await sleep(DUPLICATE_WINDOW_MS);
+  for (const [socket, ids] of expected) {
+    const mark = marks.get(socket);
+    for (const id of ids) {
+      assert.equal(count(socket, '#rtcio:peer-left', id, mark), 1, `${socket.id}: #rtcio:peer-left about ${id}`);
+      assert.equal(count(socket, 'user-disconnected', id, mark), 1, `${socket.id}: user-disconnected about ${id}`);
+    }
+    const departures = socket.log.slice(mark)
+      .filter((e) => e.event === 'user-disconnected' || e.event === '#rtcio:peer-left')
+      .map((e) => e.args[0].id);
+    assert.deepEqual([...new Set(departures)].sort(), [...ids].sort(), `${socket.id}: departures`);
+  }
+
+  // No ghost in Redis: only survivors remain in the member and media hashes.
+  assert.deepEqual(await fields(membersKey(room1)), [a1.id, b1.id].sort());
+  assert.deepEqual(await fields(membersKey(room2)), [a2.id]);
+  assert.deepEqual(await fields(membersKey(room3)), [b2.id]);
+  assert.deepEqual(await fields(membersKey(room4)), []);
+  assert.deepEqual(await fields(mediaKey(room1)), [a1.id]);
+  assert.deepEqual(await fields(mediaKey(room2)), []);
+  assert.equal(await step('redis', 'SCARD', `sb:node:{${NODE_IDS[2]}}:members`), 0, 'the dead node\'s member index');
+
+  // The dead are unreachable, and a late joiner meets only the living.
+  assert.equal((await ask(a1, '#rtcio:message', { target: dead.c1, data: {} })).code, 'not-in-room');
+  const late = await connect({ node: 1 });
+  const ack = await join(late, room1, 'late');
+  assert.deepEqual(ack.peers, [
+    { id: a1.id, name: 'a1', mic: false, cam: true },
+    { id: b1.id, name: 'b1' },
+  ]);
+  assert.deepEqual(await step('alive'), [true, true, false]);
+
+  // Survivors were not reaped by mistake: they still hear each other.
+  await waitForCount(a1, 'user-connected', 3 + 1);
+  assert.equal(received(a1, 'user-connected').at(-1).id, late.id);
+});

@@ -1,0 +1,147 @@
+// Redis outage: Redis is SIGKILLed while rooms are live and comes back empty (it keeps nothing
+// on disk). No node exits; /health reports the outage (HTTP 200, degraded); sockets on the same
+// node keep talking; joins are refused with `unavailable`. Once Redis is back, every node
+// rewrites its local members, so a late joiner gets the whole roster with media state, and
+// relays cross nodes again.
+//
+// Runs against two nodes (crates/switchboard/tests/cluster.rs, `redis_restart`).
+
+import assert from 'node:assert/strict';
+import { afterEach, test } from 'node:test';
+
+import {
+  ask,
+  closeAll,
+  connect,
+  httpGet,
+  join,
+  QUIET_MS,
+  received,
+  roomId,
+  SERVER_URLS,
+  sleep,
+  step,
+  waitFor,
+  waitForCount,
+  waitUntil,
+} from './lib/harness.mjs';
+
+afterEach(closeAll);
+
+assert.equal(SERVER_URLS.length, 2, 'this file runs against two nodes');
+
+/** How long a node may take to notice that Redis went away or came back. */
+const LINK_TIMEOUT_MS = 15_000;
+/** "Within a few seconds" of Redis coming back, the roster is whole again. */
+const REWRITE_TIMEOUT_MS = 10_000;
+/** How long a join may take to be refused while Redis is down. */
+const REFUSAL_TIMEOUT_MS = 10_000;
+
+const membersKey = (room) => `sb:room:{${room}}:members`;
+const mediaKey = (room) => `sb:room:{${room}}:media`;
+
+/** Resolves once both nodes' /health say `redis` and `status`, always with HTTP 200. */
+function healthOfBoth(redis, status) {
+  return waitUntil(async () => {
+    const answers = await Promise.all([0, 1].map((node) => httpGet(node, '/health')));
+    for (const { status: code, body } of answers) assert.equal(code, 200, JSON.stringify(body));
+    return answers.every(({ body }) => body.redis === redis && body.status === status);
+  }, `both nodes report redis ${redis}, status ${status}`, LINK_TIMEOUT_MS, 100);
+}
+
+/** Sends `data` from one socket to another until one arrives (bounded); resolves with the time it took. */
+async function untilRelayArrives(from, to, timeoutMs) {
+  const start = Date.now();
+  for (let probe = 0; Date.now() - start < timeoutMs; probe++) {
+    from.emit('#rtcio:message', { target: to.id, data: { probe } });
+    const arrived = await waitFor(to, '#rtcio:message', (m) => m.source === from.id, 500).then(() => true, () => false);
+    if (arrived) return Date.now() - start;
+  }
+  assert.fail(`no relay from node ${from.node} reached node ${to.node} within ${timeoutMs} ms after Redis came back`);
+}
+
+test('Redis killed and restarted empty while a room spread over two nodes is live', async () => {
+  const room = roomId();
+  const [alice, bob, carol, dave] = await Promise.all([0, 1, 0, 1].map((node) => connect({ node })));
+  await join(alice, room, 'alice');
+  await join(bob, room, 'bob');
+  await join(carol, room, 'carol');
+  await join(dave, room, 'dave');
+  await ask(alice, 'media-state', { roomId: room, mic: true, cam: false });
+  await ask(bob, 'media-state', { roomId: room, mic: false, cam: true });
+  await waitForCount(dave, 'media-state', 2);
+  await healthOfBoth('up', 'ok');
+
+  // Outage.
+  assert.equal(await step('kill-redis'), true);
+  await healthOfBoth('down', 'degraded');
+  assert.deepEqual(await step('alive'), [true, true]);
+
+  // Sockets on the same node keep relaying and broadcasting to each other.
+  assert.deepEqual(await ask(alice, '#rtcio:message', { target: carol.id, data: { during: 'outage' } }), { ok: true });
+  assert.deepEqual((await waitFor(carol, '#rtcio:message')).data, { during: 'outage' });
+  assert.deepEqual(await ask(dave, '#rtcio:message', { target: bob.id, data: { during: 'outage' } }), { ok: true });
+  assert.deepEqual((await waitFor(bob, '#rtcio:message', (m) => m.source === dave.id)).data, { during: 'outage' });
+  alice.emit('stopScreenShare', { roomId: room, streamId: 'outage' });
+  assert.deepEqual(await waitFor(carol, 'stopScreenShare'), { roomId: room, streamId: 'outage', id: alice.id });
+
+  // Joins are refused, not left hanging.
+  const early = await connect({ node: 0 });
+  const refusal = await early.timeout(REFUSAL_TIMEOUT_MS).emitWithAck('join-room', { roomId: room, name: 'early' });
+  assert.equal(refusal.ok, false, JSON.stringify(refusal));
+  assert.equal(refusal.code, 'unavailable');
+  early.disconnect();
+
+  // Redis comes back empty; the nodes reconnect and rewrite their members.
+  const restartedAt = Date.now();
+  assert.equal(await step('restart-redis'), true);
+  await healthOfBoth('up', 'ok');
+  await waitUntil(
+    async () => (await step('redis', 'HLEN', membersKey(room))) === 4 && (await step('redis', 'HLEN', mediaKey(room))) === 2,
+    'the room hashes hold the four members and two media states again',
+    REWRITE_TIMEOUT_MS,
+    100,
+  );
+  const rewritten = Date.now() - restartedAt;
+  const crossAB = await untilRelayArrives(alice, bob, REWRITE_TIMEOUT_MS);
+  const crossBA = await untilRelayArrives(bob, alice, REWRITE_TIMEOUT_MS);
+  console.log(`# roster rewritten ${rewritten} ms after the restart; cross-node relays flowed after ${crossAB} / ${crossBA} ms more`);
+
+  // A late joiner on node 1 gets the whole roster, with media state, in join order.
+  const erin = await connect({ node: 1 });
+  const ack = await join(erin, room, 'erin');
+  assert.deepEqual(ack.peers, [
+    { id: alice.id, name: 'alice', mic: true, cam: false },
+    { id: bob.id, name: 'bob', mic: false, cam: true },
+    { id: carol.id, name: 'carol' },
+    { id: dave.id, name: 'dave' },
+  ]);
+  await waitForCount(erin, 'user-connected', 4);
+  await sleep(QUIET_MS);
+  assert.deepEqual(
+    erin.log.filter((e) => e.event === 'user-connected' || e.event === 'media-state').map((e) => [e.event, e.args[0]]),
+    [
+      ['user-connected', { id: alice.id, name: 'alice' }],
+      ['media-state', { id: alice.id, roomId: room, mic: true, cam: false }],
+      ['user-connected', { id: bob.id, name: 'bob' }],
+      ['media-state', { id: bob.id, roomId: room, mic: false, cam: true }],
+      ['user-connected', { id: carol.id, name: 'carol' }],
+      ['user-connected', { id: dave.id, name: 'dave' }],
+    ],
+  );
+
+  // The members on node 0 hear of erin (node 1) and relay with her, both ways.
+  for (const peer of [alice, carol]) {
+    await waitFor(peer, '#rtcio:init-offer', (o) => o.source === erin.id);
+  }
+  assert.deepEqual(await ask(alice, '#rtcio:message', { target: erin.id, data: { after: 'restart' } }), { ok: true });
+  assert.deepEqual((await waitFor(erin, '#rtcio:message', (m) => m.source === alice.id)).data, { after: 'restart' });
+  assert.deepEqual(await ask(erin, '#rtcio:message', { target: carol.id, data: { after: 'restart' } }), { ok: true });
+  assert.deepEqual((await waitFor(carol, '#rtcio:message', (m) => m.source === erin.id)).data, { after: 'restart' });
+
+  // Departures cross nodes again too.
+  await ask(dave, 'leave-room', { roomId: room });
+  assert.deepEqual(await waitFor(alice, 'user-disconnected'), { id: dave.id });
+  assert.equal(received(alice, 'user-disconnected').length, 1);
+  assert.deepEqual(await step('alive'), [true, true]);
+});
