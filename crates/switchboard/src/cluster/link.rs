@@ -34,6 +34,9 @@ const RECONNECT_DELAY_MS: u32 = 1000;
 /// only moves each one into a queue, so this covers scheduling hiccups, not slow consumers.
 const SUBSCRIBER_BUFFER: usize = 16_384;
 
+/// URL schemes switchboard accepts: plain, TLS, Redis Cluster (plain or TLS).
+const SCHEMES: [&str; 4] = ["redis", "rediss", "redis-cluster", "rediss-cluster"];
+
 /// Why a Redis URL cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid --redis-url: {0}")]
@@ -51,6 +54,14 @@ pub struct RedisLink {
 impl RedisLink {
     /// Builds both clients and starts connecting in the background; returns at once.
     pub fn open(url: &str) -> Result<Self, InvalidRedisUrl> {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        if !scheme.is_some_and(|s| SCHEMES.contains(&s)) {
+            return Err(InvalidRedisUrl(format!(
+                "{} does not start with one of {}",
+                redacted(url),
+                SCHEMES.join("://, ")
+            )));
+        }
         let mut config = Config::from_url(url).map_err(|e| InvalidRedisUrl(e.to_string()))?;
         config.version = RespVersion::RESP3;
         config.fail_fast = false;
