@@ -3,6 +3,7 @@
 //! [`crate::run_node_test_with_steps`]).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::node::Node;
 use crate::redis::{Redis, json_string};
@@ -10,6 +11,10 @@ use crate::redis::{Redis, json_string};
 /// The `--node-ttl` every cluster node gets: short, so crash clean-up tests stay quick. A node
 /// heartbeats every ttl/5 and is declared dead once its heartbeat is older than this.
 pub const NODE_TTL_SECS: u64 = 3;
+/// How long a new node may take to connect to Redis. A node serves HTTP and socket.io before
+/// its Redis link is up (it must start even when Redis is down), refusing joins meanwhile, so
+/// a cluster is handed to a test only once every node reports `"redis": "up"`.
+const LINK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Redis plus `switchboard` nodes named `node-0`, `node-1`, ... Everything is killed on drop.
 pub struct Cluster {
@@ -21,7 +26,8 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts Redis, then `count` nodes of `binary` with `--redis-url`, `--node-id node-<i>`,
-    /// `--node-ttl` [`NODE_TTL_SECS`] and the extra `args`, each waited for until healthy.
+    /// `--node-ttl` [`NODE_TTL_SECS`] and the extra `args`, and waits until every node's
+    /// `/health` says its Redis link is up.
     pub fn start(binary: impl AsRef<Path>, count: usize, args: &[&str]) -> Cluster {
         let binary: PathBuf = binary.as_ref().to_path_buf();
         let redis = Redis::spawn();
@@ -34,7 +40,14 @@ impl Cluster {
                 all.extend_from_slice(args);
                 Node::spawn(&binary, &all)
             })
-            .collect();
+            .collect::<Vec<Node>>();
+        for node in &nodes {
+            assert!(
+                node.wait_redis("up", LINK_TIMEOUT),
+                "a node did not connect to Redis within {LINK_TIMEOUT:?}:\n{}",
+                node.log()
+            );
+        }
         Cluster { nodes, redis }
     }
 

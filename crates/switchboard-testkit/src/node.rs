@@ -87,6 +87,18 @@ impl Node {
         Ok((status, body))
     }
 
+    /// Waits until `/health` reports the Redis link as `state` (`up`, `down`, `disabled`);
+    /// returns whether it did within `timeout`.
+    pub fn wait_redis(&self, state: &str, timeout: Duration) -> bool {
+        let wanted = format!("\"redis\":\"{state}\"");
+        crate::wait_until(timeout, || {
+            self.get("/health").is_ok_and(|(_, body)| {
+                let compact: String = body.split_whitespace().collect();
+                compact.contains(&wanted)
+            })
+        })
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         !self.exited && matches!(self.child.try_wait(), Ok(None))

@@ -227,6 +227,7 @@ fn cluster_view_lists_live_nodes() {
     nodes.reverse();
 
     for (node, id) in nodes.iter().zip(ids) {
+        assert!(node.wait_redis("up", REDIS_LINK_TIMEOUT), "{}", node.log());
         let health = get_json(node, "/health");
         assert_eq!(health["redis"], "up", "{health}");
         assert_eq!(health["status"], "ok", "{health}");
