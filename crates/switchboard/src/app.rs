@@ -102,7 +102,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
             )
         }
         Some(url) => {
-            let cluster = Arc::new(Cluster::open(url, node.clone(), config.node_ttl())?);
+            let cluster = Arc::new(Cluster::open(url, node.clone(), config.node_ttl()).await?);
             let signaling = signaling_with(cluster.store.clone());
             let (layer, io) = sockets
                 .with_adapter::<ClusterAdapter>(cluster.adapter())

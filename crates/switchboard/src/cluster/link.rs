@@ -28,8 +28,10 @@ use tokio::sync::broadcast;
 
 /// How long a command may take before the caller treats Redis as unavailable.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
-/// Delay between reconnection attempts.
-const RECONNECT_DELAY_MS: u32 = 1000;
+/// Reconnection backoff: the first attempt after 50 ms (fred waits before its very first
+/// attempt too), doubling up to one attempt a second.
+const RECONNECT_FIRST_MS: u32 = 50;
+const RECONNECT_MAX_MS: u32 = 1000;
 /// Pub/sub messages fred may hold for the bus before the bus must have taken them. The bus
 /// only moves each one into a queue, so this covers scheduling hiccups, not slow consumers.
 const SUBSCRIBER_BUFFER: usize = 16_384;
@@ -79,14 +81,14 @@ impl RedisLink {
             broadcast_channel_capacity: SUBSCRIBER_BUFFER,
             ..PerformanceConfig::default()
         };
-        let build = |builder: &mut Builder| {
-            builder
-                .set_connection_config(connection.clone())
-                .set_performance_config(performance.clone())
-                .set_policy(ReconnectPolicy::new_constant(0, RECONNECT_DELAY_MS));
-        };
+        let mut policy =
+            ReconnectPolicy::new_exponential(0, RECONNECT_FIRST_MS, RECONNECT_MAX_MS, 2);
+        policy.set_jitter(20);
         let mut builder = Builder::from_config(config);
-        build(&mut builder);
+        builder
+            .set_connection_config(connection)
+            .set_performance_config(performance)
+            .set_policy(policy);
         let commands = builder
             .build()
             .map_err(|e| InvalidRedisUrl(e.to_string()))?;
@@ -108,6 +110,18 @@ impl RedisLink {
     /// Whether both connections are up right now.
     pub fn is_up(&self) -> bool {
         self.commands.is_connected() && self.subscriber.is_connected()
+    }
+
+    /// Waits until both connections are up, or `limit` passed; whether they are up.
+    pub async fn wait_up(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.is_up() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// The command connection, set to fail fast while Redis is unreachable.

@@ -32,6 +32,9 @@ pub use registry::{NodeInfo, NodeRegistry};
 use crate::rooms::{Departure, RedisRoomStore, now_ms};
 use crate::signaling::{self, Signaling};
 
+/// How long a starting node waits for Redis before it serves anyway.
+const STARTUP_WAIT: Duration = Duration::from_secs(3);
+
 /// The socketioxide adapter of a cluster node.
 pub type ClusterAdapter = CustomRedisAdapter<Emitter, RedisBus>;
 
@@ -71,9 +74,18 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects to Redis in the background; never waits for it.
-    pub fn open(url: &str, node: NodeIdentity, ttl: Duration) -> Result<Self, InvalidRedisUrl> {
+    /// Connects to Redis, waiting for it a moment (`STARTUP_WAIT`) so the first clients of a
+    /// freshly started node find room state; after that the node serves without Redis and
+    /// keeps trying in the background.
+    pub async fn open(
+        url: &str,
+        node: NodeIdentity,
+        ttl: Duration,
+    ) -> Result<Self, InvalidRedisUrl> {
         let link = RedisLink::open(url)?;
+        if !link.wait_up(STARTUP_WAIT).await {
+            tracing::warn!("Redis not reachable yet; serving local rooms only until it is");
+        }
         Ok(Self {
             bus: RedisBus::start(link.clone()),
             store: Arc::new(RedisRoomStore::new(link.clone(), node.id.clone())),
