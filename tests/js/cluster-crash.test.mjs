@@ -44,6 +44,53 @@ function count(socket, event, id, mark) {
   return socket.log.slice(mark).filter((e) => e.event === event && e.args[0]?.id === id).length;
 }
 
+/**
+ * Waits (at most `boundMs` from `since`) until every socket of `expected` ([socket, [ids]])
+ * has received #rtcio:peer-left and user-disconnected about each of its ids after its mark;
+ * then, after `duplicateWindowMs`, asserts that each came exactly once and that nobody else
+ * was announced gone. Resolves with the time it took.
+ */
+async function expectDepartures(expected, marks, since, boundMs, duplicateWindowMs) {
+  const heard = (socket, id) => count(socket, '#rtcio:peer-left', id, marks.get(socket)) >= 1
+    && count(socket, 'user-disconnected', id, marks.get(socket)) >= 1;
+  const announced = () => expected.every(([socket, ids]) => ids.every((id) => heard(socket, id)));
+  while (!announced() && Date.now() - since < boundMs) await sleep(50);
+  const elapsed = Date.now() - since;
+  const missing = expected.flatMap(([socket, ids]) => ids
+    .filter((id) => !heard(socket, id))
+    .map((id) => `${socket.id} (node ${socket.node}) about ${id}`));
+  assert.deepEqual(missing, [], `departures not announced within ${boundMs} ms`);
+
+  await sleep(duplicateWindowMs);
+  for (const [socket, ids] of expected) {
+    const mark = marks.get(socket);
+    for (const id of ids) {
+      assert.equal(count(socket, '#rtcio:peer-left', id, mark), 1, `${socket.id}: #rtcio:peer-left about ${id}`);
+      assert.equal(count(socket, 'user-disconnected', id, mark), 1, `${socket.id}: user-disconnected about ${id}`);
+    }
+    const departures = socket.log.slice(mark)
+      .filter((e) => e.event === 'user-disconnected' || e.event === '#rtcio:peer-left')
+      .map((e) => e.args[0].id);
+    assert.deepEqual([...new Set(departures)].sort(), [...ids].sort(), `${socket.id}: departures`);
+  }
+  return elapsed;
+}
+
+/** A room with survivors `a` (node 0) and `b` (node 1) and two members of node 2 between them. */
+async function roomWithTwoOnNode2(label) {
+  const room = roomId(label);
+  const [a, c1, b, c2] = await Promise.all([0, 2, 1, 2].map((node) => connect({ node })));
+  await join(a, room, 'a');
+  await join(c1, room, 'c1');
+  await join(b, room, 'b');
+  await join(c2, room, 'c2');
+  await ask(c1, 'media-state', { roomId: room, mic: true, cam: false });
+  await waitForCount(b, 'user-connected', 3);
+  await waitForCount(a, 'media-state', 1);
+  await waitForCount(b, 'media-state', 1);
+  return { room, a, b, dead: [c1.id, c2.id] };
+}
+
 test('the members of a SIGKILLed node are announced gone, once each, to their rooms on the surviving nodes, and leave no ghost in Redis', async () => {
   const [room1, room2, room3, room4] = [roomId('r1'), roomId('r2'), roomId('r3'), roomId('r4')];
   const on = (node) => connect({ node });
@@ -82,34 +129,8 @@ test('the members of a SIGKILLed node are announced gone, once each, to their ro
 
   const killedAt = Date.now();
   assert.equal(await step('kill-node/2'), true);
-
-  // Every survivor hears of each dead roommate within the bound.
-  const announced = () => expected.every(([socket, ids]) => ids.every((id) => (
-    count(socket, '#rtcio:peer-left', id, marks.get(socket)) >= 1
-    && count(socket, 'user-disconnected', id, marks.get(socket)) >= 1
-  )));
-  while (!announced() && Date.now() - killedAt < CLEANUP_BOUND_MS) await sleep(50);
-  const elapsed = Date.now() - killedAt;
-  const missing = expected.flatMap(([socket, ids]) => ids
-    .filter((id) => count(socket, 'user-disconnected', id, marks.get(socket)) === 0
-      || count(socket, '#rtcio:peer-left', id, marks.get(socket)) === 0)
-    .map((id) => `${socket.id} (node ${socket.node}) about ${id}`));
-  assert.deepEqual(missing, [], `departures not announced within ${CLEANUP_BOUND_MS} ms`);
+  const elapsed = await expectDepartures(expected, marks, killedAt, CLEANUP_BOUND_MS, DUPLICATE_WINDOW_MS);
   console.log(`# dead members announced ${elapsed} ms after the SIGKILL (node ttl ${NODE_TTL_MS} ms)`);
-
-  // Exactly once each, and nothing about anyone else.
-  await sleep(DUPLICATE_WINDOW_MS);
-  for (const [socket, ids] of expected) {
-    const mark = marks.get(socket);
-    for (const id of ids) {
-      assert.equal(count(socket, '#rtcio:peer-left', id, mark), 1, `${socket.id}: #rtcio:peer-left about ${id}`);
-      assert.equal(count(socket, 'user-disconnected', id, mark), 1, `${socket.id}: user-disconnected about ${id}`);
-    }
-    const departures = socket.log.slice(mark)
-      .filter((e) => e.event === 'user-disconnected' || e.event === '#rtcio:peer-left')
-      .map((e) => e.args[0].id);
-    assert.deepEqual([...new Set(departures)].sort(), [...ids].sort(), `${socket.id}: departures`);
-  }
 
   // No ghost in Redis: only survivors remain in the member and media hashes.
   assert.deepEqual(await fields(membersKey(room1)), [a1.id, b1.id].sort());
@@ -133,4 +154,36 @@ test('the members of a SIGKILLed node are announced gone, once each, to their ro
   // Survivors were not reaped by mistake: they still hear each other.
   await waitForCount(a1, 'user-connected', 3 + 1);
   assert.equal(received(a1, 'user-connected').at(-1).id, late.id);
+});
+
+test('a node SIGKILLed and restarted at once under the same id: its previous members are still announced gone, once each, and leave no ghost', async () => {
+  assert.equal(await step('restart-node/2'), true); // the previous test left it dead
+  const { room, a, b, dead } = await roomWithTwoOnNode2('restart');
+  const marks = new Map([[a, a.log.length], [b, b.log.length]]);
+
+  const killedAt = Date.now();
+  assert.equal(await step('restart-node/2'), true);
+  const elapsed = await expectDepartures([[a, dead], [b, dead]], marks, killedAt, CLEANUP_BOUND_MS, DUPLICATE_WINDOW_MS);
+  console.log(`# members of the previous run announced ${elapsed} ms after the SIGKILL`);
+
+  assert.deepEqual(await fields(membersKey(room)), [a.id, b.id].sort());
+  assert.deepEqual(await fields(mediaKey(room)), []);
+  const newcomer = await connect({ node: 2 });
+  const ack = await join(newcomer, room, 'newcomer');
+  assert.deepEqual(ack.peers, [{ id: a.id, name: 'a' }, { id: b.id, name: 'b' }]);
+  assert.deepEqual(await step('redis', 'SMEMBERS', `sb:node:{${NODE_IDS[2]}}:members`), [`${room} ${newcomer.id}`]);
+});
+
+test('a node stopped with SIGTERM: its members are announced gone, once each, and leave no ghost', async () => {
+  const { room, a, b, dead } = await roomWithTwoOnNode2('term');
+  const marks = new Map([[a, a.log.length], [b, b.log.length]]);
+
+  const stoppedAt = Date.now();
+  assert.equal(await step('term-node/2'), true, 'node 2 did not exit within 10 s of SIGTERM');
+  // Long enough for a reaper to announce them a second time if the node left them behind.
+  const elapsed = await expectDepartures([[a, dead], [b, dead]], marks, stoppedAt, CLEANUP_BOUND_MS, NODE_TTL_MS + 3000);
+  console.log(`# members of a stopped node announced ${elapsed} ms after SIGTERM`);
+  assert.deepEqual(await fields(membersKey(room)), [a.id, b.id].sort());
+  assert.deepEqual(await fields(mediaKey(room)), []);
+  assert.equal(await step('redis', 'SCARD', `sb:node:{${NODE_IDS[2]}}:members`), 0);
 });

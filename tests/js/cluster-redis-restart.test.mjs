@@ -15,6 +15,7 @@ import {
   connect,
   httpGet,
   join,
+  NODE_TTL_MS,
   QUIET_MS,
   received,
   roomId,
@@ -85,12 +86,28 @@ test('Redis killed and restarted empty while a room spread over two nodes is liv
   alice.emit('stopScreenShare', { roomId: room, streamId: 'outage' });
   assert.deepEqual(await waitFor(carol, 'stopScreenShare'), { roomId: room, streamId: 'outage', id: alice.id });
 
+  // A media change during the outage: whether the node accepts it or refuses it, what its
+  // roommates see must match what a late joiner is told once Redis is back.
+  const mediaAck = await alice.timeout(REFUSAL_TIMEOUT_MS).emitWithAck('media-state', { roomId: room, mic: false, cam: false });
+  if (mediaAck.ok) {
+    const changed = (m) => m.id === alice.id && !m.mic && !m.cam;
+    assert.deepEqual(await waitFor(carol, 'media-state', changed), { id: alice.id, roomId: room, mic: false, cam: false });
+  } else {
+    assert.equal(mediaAck.code, 'unavailable', JSON.stringify(mediaAck));
+  }
+  const aliceMedia = mediaAck.ok ? { mic: false, cam: false } : { mic: true, cam: false };
+
   // Joins are refused, not left hanging.
   const early = await connect({ node: 0 });
   const refusal = await early.timeout(REFUSAL_TIMEOUT_MS).emitWithAck('join-room', { roomId: room, name: 'early' });
   assert.equal(refusal.ok, false, JSON.stringify(refusal));
   assert.equal(refusal.code, 'unavailable');
   early.disconnect();
+
+  // An outage longer than the node TTL: when Redis comes back, no node may take another
+  // (whose heartbeat is simply missing from the empty Redis) for dead.
+  await sleep(NODE_TTL_MS + 1000);
+  assert.deepEqual(await step('alive'), [true, true]);
 
   // Redis comes back empty; the nodes reconnect and rewrite their members.
   const restartedAt = Date.now();
@@ -107,11 +124,19 @@ test('Redis killed and restarted empty while a room spread over two nodes is liv
   const crossBA = await untilRelayArrives(bob, alice, REWRITE_TIMEOUT_MS);
   console.log(`# roster rewritten ${rewritten} ms after the restart; cross-node relays flowed after ${crossAB} / ${crossBA} ms more`);
 
+  // Nobody was reaped by mistake, not even once the TTL has passed since the restart.
+  await sleep(Math.max(0, NODE_TTL_MS + 2000 - (Date.now() - restartedAt)));
+  assert.equal(await step('redis', 'HLEN', membersKey(room)), 4, 'a live member was removed from the room hash');
+  for (const peer of [alice, bob, carol, dave]) {
+    const departures = peer.log.filter((e) => e.event === 'user-disconnected' || e.event === '#rtcio:peer-left');
+    assert.deepEqual(departures, [], `${peer.id} (node ${peer.node}) was told a live member left`);
+  }
+
   // A late joiner on node 1 gets the whole roster, with media state, in join order.
   const erin = await connect({ node: 1 });
   const ack = await join(erin, room, 'erin');
   assert.deepEqual(ack.peers, [
-    { id: alice.id, name: 'alice', mic: true, cam: false },
+    { id: alice.id, name: 'alice', ...aliceMedia },
     { id: bob.id, name: 'bob', mic: false, cam: true },
     { id: carol.id, name: 'carol' },
     { id: dave.id, name: 'dave' },
@@ -122,7 +147,7 @@ test('Redis killed and restarted empty while a room spread over two nodes is liv
     erin.log.filter((e) => e.event === 'user-connected' || e.event === 'media-state').map((e) => [e.event, e.args[0]]),
     [
       ['user-connected', { id: alice.id, name: 'alice' }],
-      ['media-state', { id: alice.id, roomId: room, mic: true, cam: false }],
+      ['media-state', { id: alice.id, roomId: room, ...aliceMedia }],
       ['user-connected', { id: bob.id, name: 'bob' }],
       ['media-state', { id: bob.id, roomId: room, mic: false, cam: true }],
       ['user-connected', { id: carol.id, name: 'carol' }],

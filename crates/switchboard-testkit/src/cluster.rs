@@ -75,6 +75,8 @@ impl Cluster {
     /// | path | does | answers |
     /// |---|---|---|
     /// | `kill-node/<i>` | SIGKILL node `i` | `true` |
+    /// | `restart-node/<i>` | SIGKILL node `i` if it runs, start it again (same id, port, args), wait until its Redis link is up | `true` |
+    /// | `term-node/<i>` | SIGTERM node `i`, wait up to 10 s for it to exit | whether it exited |
     /// | `kill-redis` | SIGKILL Redis | `true` |
     /// | `restart-redis` | start an empty Redis on the same port | `true` |
     /// | `redis` | run the command whose arguments are the body's lines | the reply |
@@ -86,6 +88,18 @@ impl Cluster {
             "kill-node" => {
                 self.node_mut(arg)?.kill();
                 Ok("true".to_string())
+            }
+            "restart-node" => {
+                let node = self.node_mut(arg)?;
+                node.restart();
+                if !node.wait_redis("up", LINK_TIMEOUT) {
+                    return Err(format!("restarted node {arg} did not connect to Redis"));
+                }
+                Ok("true".to_string())
+            }
+            "term-node" => {
+                let exited = self.node_mut(arg)?.terminate(Duration::from_secs(10));
+                Ok(exited.to_string())
             }
             "kill-redis" => {
                 self.redis.kill();

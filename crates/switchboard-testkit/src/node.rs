@@ -18,9 +18,13 @@ const LOG_TAIL_BYTES: usize = 8000;
 /// a panic (a failing test), the end of its log is printed first.
 pub struct Node {
     child: Child,
-    /// Set once the process has been killed and reaped, so drop does not touch the PID again.
+    /// Set once the process has ended and been reaped, so drop does not touch the PID again.
     exited: bool,
     port: u16,
+    /// What it was started with, so [`Node::restart`] can start it again the same way.
+    binary: PathBuf,
+    args: Vec<String>,
+    /// stdout and stderr of every start, one after the other.
     log: PathBuf,
 }
 
@@ -30,25 +34,47 @@ impl Node {
     pub fn spawn(binary: impl AsRef<Path>, args: &[&str]) -> Node {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("switchboard-test-{port}.log"));
-        let log_file = File::create(&log).expect("create node log file");
-        let stderr = log_file.try_clone().expect("clone log file handle");
-        let child = Command::new(binary.as_ref())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(args)
-            .env("RUST_LOG", "info,switchboard=debug")
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.as_ref().display()));
+        File::create(&log).expect("create node log file");
+        let binary = binary.as_ref().to_path_buf();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = start(&binary, &args, port, &log);
         let mut node = Node {
             child,
             exited: false,
             port,
+            binary,
+            args,
             log,
         };
         node.wait_healthy();
         node
+    }
+
+    /// Kills the node (SIGKILL) if it runs, starts it again with the same arguments on the
+    /// same port, and waits until its `/health` answers: a crash followed by an immediate
+    /// restart, as a supervisor would do it.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = start(&self.binary, &self.args, self.port, &self.log);
+        self.exited = false;
+        self.wait_healthy();
+    }
+
+    /// Sends SIGTERM (a graceful stop) and waits up to `timeout` for the process to exit;
+    /// returns whether it did. The node is SIGKILLed on drop either way.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        if self.exited {
+            return true;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let exited = crate::wait_until(timeout, || !matches!(self.child.try_wait(), Ok(None)));
+        if exited {
+            let _ = self.child.wait();
+            self.exited = true;
+        }
+        exited
     }
 
     pub fn port(&self) -> u16 {
@@ -134,6 +160,24 @@ impl Node {
         }
         panic!("switchboard did not become healthy:\n{}", self.log());
     }
+}
+
+/// Starts the process, appending its output to `log`.
+fn start(binary: &Path, args: &[String], port: u16, log: &Path) -> Child {
+    let log_file = File::options()
+        .append(true)
+        .open(log)
+        .expect("open node log file");
+    let stderr = log_file.try_clone().expect("clone log file handle");
+    Command::new(binary)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(args)
+        .env("RUST_LOG", "info,switchboard=debug")
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()))
 }
 
 impl Drop for Node {
