@@ -21,6 +21,7 @@ import {
   step,
   waitForCount,
 } from './lib/harness.mjs';
+import { membersKey } from './lib/cluster.mjs';
 
 afterEach(closeAll);
 
@@ -33,7 +34,6 @@ const RACERS = 30;
 /** Rooms raced for, one after the other. */
 const ROUNDS = 5;
 
-const membersKey = (room) => `sb:room:{${room}}:members`;
 
 /** The socket ids in the room's members hash, sorted. */
 async function membersInRedis(room) {

@@ -17,10 +17,10 @@ import {
   received,
   roomId,
   SERVER_URLS,
-  sleep,
   step,
   waitForCount,
 } from './lib/harness.mjs';
+import { expectDepartures, fields, mediaKey, membersKey } from './lib/cluster.mjs';
 
 afterEach(closeAll);
 
@@ -30,51 +30,6 @@ assert.equal(SERVER_URLS.length, 3, 'this file runs against three nodes');
 const CLEANUP_BOUND_MS = NODE_TTL_MS + 5000;
 /** How long after the last expected departure a duplicate (a second reaper) is looked for. */
 const DUPLICATE_WINDOW_MS = 2500;
-
-const membersKey = (room) => `sb:room:{${room}}:members`;
-const mediaKey = (room) => `sb:room:{${room}}:media`;
-
-/** Sorted fields of a Redis hash. */
-async function fields(key) {
-  return ((await step('redis', 'HKEYS', key)) ?? []).sort();
-}
-
-/** How many `event`s about member `id` the socket received after `mark`. */
-function count(socket, event, id, mark) {
-  return socket.log.slice(mark).filter((e) => e.event === event && e.args[0]?.id === id).length;
-}
-
-/**
- * Waits (at most `boundMs` from `since`) until every socket of `expected` ([socket, [ids]])
- * has received #rtcio:peer-left and user-disconnected about each of its ids after its mark;
- * then, after `duplicateWindowMs`, asserts that each came exactly once and that nobody else
- * was announced gone. Resolves with the time it took.
- */
-async function expectDepartures(expected, marks, since, boundMs, duplicateWindowMs) {
-  const heard = (socket, id) => count(socket, '#rtcio:peer-left', id, marks.get(socket)) >= 1
-    && count(socket, 'user-disconnected', id, marks.get(socket)) >= 1;
-  const announced = () => expected.every(([socket, ids]) => ids.every((id) => heard(socket, id)));
-  while (!announced() && Date.now() - since < boundMs) await sleep(50);
-  const elapsed = Date.now() - since;
-  const missing = expected.flatMap(([socket, ids]) => ids
-    .filter((id) => !heard(socket, id))
-    .map((id) => `${socket.id} (node ${socket.node}) about ${id}`));
-  assert.deepEqual(missing, [], `departures not announced within ${boundMs} ms`);
-
-  await sleep(duplicateWindowMs);
-  for (const [socket, ids] of expected) {
-    const mark = marks.get(socket);
-    for (const id of ids) {
-      assert.equal(count(socket, '#rtcio:peer-left', id, mark), 1, `${socket.id}: #rtcio:peer-left about ${id}`);
-      assert.equal(count(socket, 'user-disconnected', id, mark), 1, `${socket.id}: user-disconnected about ${id}`);
-    }
-    const departures = socket.log.slice(mark)
-      .filter((e) => e.event === 'user-disconnected' || e.event === '#rtcio:peer-left')
-      .map((e) => e.args[0].id);
-    assert.deepEqual([...new Set(departures)].sort(), [...ids].sort(), `${socket.id}: departures`);
-  }
-  return elapsed;
-}
 
 /** A room with survivors `a` (node 0) and `b` (node 1) and two members of node 2 between them. */
 async function roomWithTwoOnNode2(label) {
@@ -172,18 +127,4 @@ test('a node SIGKILLed and restarted at once under the same id: its previous mem
   const ack = await join(newcomer, room, 'newcomer');
   assert.deepEqual(ack.peers, [{ id: a.id, name: 'a' }, { id: b.id, name: 'b' }]);
   assert.deepEqual(await step('redis', 'SMEMBERS', `sb:node:{${NODE_IDS[2]}}:members`), [`${room} ${newcomer.id}`]);
-});
-
-test('a node stopped with SIGTERM: its members are announced gone, once each, and leave no ghost', async () => {
-  const { room, a, b, dead } = await roomWithTwoOnNode2('term');
-  const marks = new Map([[a, a.log.length], [b, b.log.length]]);
-
-  const stoppedAt = Date.now();
-  assert.equal(await step('term-node/2'), true, 'node 2 did not exit within 10 s of SIGTERM');
-  // Long enough for a reaper to announce them a second time if the node left them behind.
-  const elapsed = await expectDepartures([[a, dead], [b, dead]], marks, stoppedAt, CLEANUP_BOUND_MS, NODE_TTL_MS + 3000);
-  console.log(`# members of a stopped node announced ${elapsed} ms after SIGTERM`);
-  assert.deepEqual(await fields(membersKey(room)), [a.id, b.id].sort());
-  assert.deepEqual(await fields(mediaKey(room)), []);
-  assert.equal(await step('redis', 'SCARD', `sb:node:{${NODE_IDS[2]}}:members`), 0);
 });

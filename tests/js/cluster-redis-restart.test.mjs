@@ -26,6 +26,7 @@ import {
   waitForCount,
   waitUntil,
 } from './lib/harness.mjs';
+import { mediaKey, membersKey } from './lib/cluster.mjs';
 
 afterEach(closeAll);
 
@@ -38,8 +39,6 @@ const REWRITE_TIMEOUT_MS = 10_000;
 /** How long a join may take to be refused while Redis is down. */
 const REFUSAL_TIMEOUT_MS = 10_000;
 
-const membersKey = (room) => `sb:room:{${room}}:members`;
-const mediaKey = (room) => `sb:room:{${room}}:media`;
 
 /** Resolves once both nodes' /health say `redis` and `status`, always with HTTP 200. */
 function healthOfBoth(redis, status) {
@@ -63,14 +62,15 @@ async function untilRelayArrives(from, to, timeoutMs) {
 
 test('Redis killed and restarted empty while a room spread over two nodes is live', async () => {
   const room = roomId();
-  const [alice, bob, carol, dave] = await Promise.all([0, 1, 0, 1].map((node) => connect({ node })));
+  const [alice, bob, carol, dave, frank] = await Promise.all([0, 1, 0, 1, 1].map((node) => connect({ node })));
   await join(alice, room, 'alice');
   await join(bob, room, 'bob');
   await join(carol, room, 'carol');
   await join(dave, room, 'dave');
+  await join(frank, room, 'frank');
   await ask(alice, 'media-state', { roomId: room, mic: true, cam: false });
   await ask(bob, 'media-state', { roomId: room, mic: false, cam: true });
-  await waitForCount(dave, 'media-state', 2);
+  await waitForCount(frank, 'media-state', 2);
   await healthOfBoth('up', 'ok');
 
   // Outage.
@@ -96,6 +96,11 @@ test('Redis killed and restarted empty while a room spread over two nodes is liv
     assert.equal(mediaAck.code, 'unavailable', JSON.stringify(mediaAck));
   }
   const aliceMedia = mediaAck.ok ? { mic: false, cam: false } : { mic: true, cam: false };
+
+  // A member leaving during the outage is gone from the roster once Redis is back.
+  const frankId = frank.id;
+  frank.disconnect();
+  await waitFor(bob, 'user-disconnected', (u) => u.id === frankId);
 
   // Joins are refused, not left hanging.
   const early = await connect({ node: 0 });
@@ -128,7 +133,7 @@ test('Redis killed and restarted empty while a room spread over two nodes is liv
   await sleep(Math.max(0, NODE_TTL_MS + 2000 - (Date.now() - restartedAt)));
   assert.equal(await step('redis', 'HLEN', membersKey(room)), 4, 'a live member was removed from the room hash');
   for (const peer of [alice, bob, carol, dave]) {
-    const departures = peer.log.filter((e) => e.event === 'user-disconnected' || e.event === '#rtcio:peer-left');
+    const departures = peer.log.filter((e) => (e.event === 'user-disconnected' || e.event === '#rtcio:peer-left') && e.args[0].id !== frankId);
     assert.deepEqual(departures, [], `${peer.id} (node ${peer.node}) was told a live member left`);
   }
 
@@ -166,7 +171,11 @@ test('Redis killed and restarted empty while a room spread over two nodes is liv
 
   // Departures cross nodes again too.
   await ask(dave, 'leave-room', { roomId: room });
-  assert.deepEqual(await waitFor(alice, 'user-disconnected'), { id: dave.id });
-  assert.equal(received(alice, 'user-disconnected').length, 1);
+  assert.deepEqual(await waitFor(alice, 'user-disconnected', (u) => u.id === dave.id), { id: dave.id });
+  assert.equal(received(alice, 'user-disconnected').filter((u) => u.id === dave.id).length, 1);
   assert.deepEqual(await step('alive'), [true, true]);
+  // Not part of the contract (cross-node events during the outage may be lost), reported for
+  // information: did the other node's members ever hear that frank left during the outage?
+  const heard = received(alice, 'user-disconnected').some((u) => u.id === frankId);
+  console.log(`# a member on the other node heard of a departure during the outage: ${heard ? 'yes' : 'no'}`);
 });

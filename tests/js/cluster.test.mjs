@@ -12,6 +12,7 @@ import {
   closeAll,
   connect,
   expectNone,
+  httpGet,
   join,
   NODE_IDS,
   QUIET_MS,
@@ -23,7 +24,9 @@ import {
   waitFor,
   waitForCount,
   waitForError,
+  waitUntil,
 } from './lib/harness.mjs';
+import { hash, mediaKey, membersKey, nodeMembersKey } from './lib/cluster.mjs';
 
 afterEach(closeAll);
 
@@ -44,18 +47,6 @@ function sequence(socket, ...events) {
 /** A relay with an ack. */
 function relay(from, to, data) {
   return ask(from, '#rtcio:message', { source: from.id, target: to.id, data });
-}
-
-const membersKey = (room) => `sb:room:{${room}}:members`;
-const mediaKey = (room) => `sb:room:{${room}}:media`;
-const nodeMembersKey = (nodeId) => `sb:node:{${nodeId}}:members`;
-
-/** A Redis hash as an object, values parsed as JSON. */
-async function hash(key) {
-  const flat = (await step('redis', 'HGETALL', key)) ?? [];
-  const object = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) object[flat[i]] = JSON.parse(flat[i + 1]);
-  return object;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -288,5 +279,27 @@ describe('room state in Redis', () => {
     while (Date.now() - start < 3000 && (await step('redis', 'HLEN', membersKey(room))) !== 0) await sleep(50);
     assert.equal(await step('redis', 'HLEN', membersKey(room)), 0, 'a disconnected member stays in the room hash');
     assert.equal(await step('redis', 'SISMEMBER', nodeMembersKey(NODE_IDS[0]), `${room} ${alice.id}`), 0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('node registry', () => {
+  test('/cluster on every node lists the three nodes, with the socket and room counts of each', async () => {
+    const [x, y, z] = await onNodes(2, 2, 2);
+    const [room1, room2] = [roomId(), roomId()];
+    await join(x, room1, 'x');
+    await join(y, room1, 'y');
+    await join(z, room2, 'z');
+    for (const node of [0, 1, 2]) {
+      await waitUntil(async () => {
+        const { status, body } = await httpGet(node, '/cluster');
+        assert.equal(status, 200);
+        const listed = body.nodes.map((n) => n.id);
+        const third = body.nodes.find((n) => n.id === NODE_IDS[2]);
+        return body.node === NODE_IDS[node]
+          && JSON.stringify(listed) === JSON.stringify(NODE_IDS)
+          && third.sockets === 3 && third.rooms === 2;
+      }, `node ${node}'s /cluster lists every node and 3 sockets in 2 rooms on ${NODE_IDS[2]}`, 5000, 100);
+    }
   });
 });

@@ -127,14 +127,27 @@ fn room_full_race() {
 }
 
 /// A SIGKILLed node's members are announced as gone to their rooms on the surviving nodes,
-/// once each, and removed from the room hashes.
+/// once each, and removed from the room hashes; also when the node is restarted at once under
+/// the same id.
 #[test]
 fn crash_cleanup() {
     let mut cluster = Cluster::start(BIN, 3, &[]);
     run_scenario(&mut cluster, "cluster-crash.test.mjs", "websocket");
-    let survivors = &mut cluster.nodes[..2];
-    for node in survivors {
-        assert!(node.is_running(), "a survivor exited:\n{}", node.log());
+    assert_all_running(&mut cluster); // node 2 was restarted by the last scenario
+}
+
+/// A node stopped with SIGTERM: its members' departures reach the other nodes once each, and
+/// they leave the room hashes.
+#[test]
+fn graceful_stop() {
+    let mut cluster = Cluster::start(BIN, 3, &[]);
+    run_scenario(&mut cluster, "cluster-stop.test.mjs", "websocket");
+    for node in &mut cluster.nodes[..2] {
+        assert!(
+            node.is_running(),
+            "a node that was not stopped exited:\n{}",
+            node.log()
+        );
     }
 }
 
