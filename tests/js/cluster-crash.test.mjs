@@ -128,3 +128,22 @@ test('a node SIGKILLed and restarted at once under the same id: its previous mem
   assert.deepEqual(ack.peers, [{ id: a.id, name: 'a' }, { id: b.id, name: 'b' }]);
   assert.deepEqual(await step('redis', 'SMEMBERS', `sb:node:{${NODE_IDS[2]}}:members`), [`${room} ${newcomer.id}`]);
 });
+
+test('two nodes SIGKILLed at once: the last survivor announces the members of both, once each', async () => {
+  const room = roomId('two-dead');
+  const [a, b, c] = await Promise.all([0, 1, 2].map((node) => connect({ node })));
+  await join(a, room, 'a');
+  await join(b, room, 'b');
+  await join(c, room, 'c');
+  await waitForCount(a, 'user-connected', 2);
+  const dead = [b.id, c.id];
+  const marks = new Map([[a, a.log.length]]);
+
+  const killedAt = Date.now();
+  await Promise.all([step('kill-node/1'), step('kill-node/2')]);
+  const elapsed = await expectDepartures([[a, dead]], marks, killedAt, CLEANUP_BOUND_MS, DUPLICATE_WINDOW_MS);
+  console.log(`# members of two dead nodes announced ${elapsed} ms after the SIGKILLs`);
+  assert.deepEqual(await fields(membersKey(room)), [a.id]);
+  assert.deepEqual(await step('alive'), [true, false, false]);
+  assert.equal((await ask(a, '#rtcio:message', { target: dead[1], data: {} })).code, 'not-in-room');
+});
