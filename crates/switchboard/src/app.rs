@@ -18,6 +18,9 @@ use crate::http;
 use crate::rooms::{MemoryRoomStore, RoomStore, now_ms};
 use crate::signaling::{self, Limits, Signaling};
 
+/// How long shutdown waits for closed sockets to announce their departure.
+const SESSIONS_END_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// State shared by the HTTP handlers.
 pub struct AppState {
     pub signaling: Arc<Signaling>,
@@ -52,9 +55,19 @@ enum Sockets {
 }
 
 impl App {
-    /// Closes every socket (peers hear the departures as on any disconnect), then leaves
+    /// Ends every session (peers hear the departures), waits a bounded time for that, closes
+    /// the connections (clients reconnect, to another node behind a balancer), then leaves
     /// the cluster.
+    ///
+    /// Sessions are ended first because socketioxide 0.18's `close` does not run disconnect
+    /// handlers, so departures would go unannounced until a survivor reaped this node.
     pub async fn shutdown(&self) {
+        let signaling = &self.state.signaling;
+        signaling.end_sessions();
+        let deadline = Instant::now() + SESSIONS_END_WAIT;
+        while signaling.connected_sockets() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         match &self.sockets {
             Sockets::Single(io) => io.close().await,
             Sockets::Cluster(io) => io.close().await,

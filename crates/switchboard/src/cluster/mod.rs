@@ -120,6 +120,7 @@ impl Cluster {
             let mut ticks = tokio::time::interval(self.heartbeat_every());
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut in_sync_since: Option<Instant> = None;
+            let mut registered = false;
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
@@ -139,6 +140,7 @@ impl Cluster {
                             tracing::info!(stale = departed.len(), "room state written to Redis");
                             announce(&io, &departed).await;
                             in_sync_since = Some(Instant::now());
+                            registered = false;
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "could not write room state to Redis");
@@ -146,13 +148,22 @@ impl Cluster {
                         }
                     }
                 }
-                if let Err(e) = self
+                match self
                     .registry
                     .heartbeat(&self.node.describe(&signaling))
                     .await
                 {
-                    tracing::warn!(error = %e, "heartbeat failed");
-                    continue;
+                    Ok(false) if registered => {
+                        tracing::warn!("Redis lost this node's state; writing it again");
+                        in_sync_since = None;
+                        ticks.reset_immediately();
+                        continue;
+                    }
+                    Ok(_) => registered = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "heartbeat failed");
+                        continue;
+                    }
                 }
                 if in_sync_since.is_some_and(|t| t.elapsed() >= self.ttl) {
                     self.reap_dead(&io).await;

@@ -63,16 +63,18 @@ impl NodeRegistry {
         Self { link, ttl }
     }
 
-    /// Announces (or re-announces) a node as alive for one TTL.
-    pub async fn heartbeat(&self, info: &NodeInfo) -> Result<(), RegistryError> {
+    /// Announces (or re-announces) a node as alive for one TTL. Returns whether Redis still
+    /// had the previous heartbeat: `false` from a node that was registered means Redis lost
+    /// its data (flushed, failed over to an empty replica) or the node was silent a whole TTL.
+    pub async fn heartbeat(&self, info: &NodeInfo) -> Result<bool, RegistryError> {
         let redis = self.link.commands();
         let json = serde_json::to_string(info).unwrap_or_default();
         let ttl = Expiration::PX(self.ttl.as_millis() as i64);
-        let _: () = redis
-            .set(info_key(&info.id), json, Some(ttl), None, false)
+        let previous: Option<String> = redis
+            .set(info_key(&info.id), json, Some(ttl), None, true)
             .await?;
         let _: i64 = redis.sadd(NODES, info.id.as_str()).await?;
-        Ok(())
+        Ok(previous.is_some())
     }
 
     /// Every node that heartbeat within the TTL, sorted by id.

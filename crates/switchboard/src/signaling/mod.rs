@@ -38,7 +38,7 @@ use serde::Deserialize;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::auth::{Grant, TokenVerifier, Unauthorized};
 use crate::rooms::RoomStore;
@@ -57,6 +57,8 @@ pub struct Signaling {
     pub verifier: Option<TokenVerifier>,
     /// Connected sockets on this node, for `/health`.
     sockets: AtomicUsize,
+    /// Turns true when the node shuts down: every session then ends as if disconnected.
+    closing: watch::Sender<bool>,
 }
 
 /// Per-socket limits from the configuration.
@@ -83,7 +85,14 @@ impl Signaling {
             limits,
             verifier,
             sockets: AtomicUsize::new(0),
+            closing: watch::Sender::new(false),
         }
+    }
+
+    /// Ends every session on this node: each announces its departures and forgets its room
+    /// state, as on a disconnect. The connections themselves stay open until closed.
+    pub fn end_sessions(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Sockets connected to this node right now.

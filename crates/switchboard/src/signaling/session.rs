@@ -53,9 +53,18 @@ impl<A: Adapter> Session<A> {
         }
     }
 
-    /// Handles the socket's events in order until its connection ends.
+    /// Handles the socket's events in order until its connection ends or the node shuts down.
     pub(super) async fn run(mut self, mut queue: mpsc::Receiver<Inbound<A>>) {
-        while let Some(inbound) = queue.recv().await {
+        let mut closing = self.signaling.closing.subscribe();
+        loop {
+            let inbound = tokio::select! {
+                inbound = queue.recv() => inbound,
+                _ = closing.wait_for(|closing| *closing) => None,
+            };
+            let Some(inbound) = inbound else {
+                self.disconnect().await;
+                break;
+            };
             match inbound {
                 Inbound::Event { packet, ack } => {
                     let text = packet.as_str().map(|t| t.as_str()).unwrap_or_default();
