@@ -83,25 +83,33 @@ describe('joining across nodes', () => {
 
   test('a late joiner on a third node gets every member\'s name and last media state from Redis, in join order', async () => {
     const room = roomId();
-    const [alice, bob, carol] = await onNodes(0, 1, 2);
+    const [alice, bob, dave, carol] = await onNodes(0, 1, 2, 2);
     await join(alice, room, 'alice');
     await join(bob, room, 'bob');
+    await join(dave, room, 'dave');
     await ask(alice, 'media-state', { roomId: room, mic: true, cam: true });
     await ask(alice, 'media-state', { roomId: room, mic: false, cam: true });
     await ask(bob, 'media-state', { roomId: room, mic: true, cam: false });
+    // Dave, on carol's node, has heard every change: the broadcasts have reached node 2, so
+    // carol can only learn them from her backfill. (Without this wait, a broadcast still in
+    // flight from another node can reach her as a live event just after she joined, ahead of
+    // her backfill: pub/sub between nodes is asynchronous.)
+    await waitForCount(dave, 'media-state', 3);
 
     const ack = await join(carol, room, 'carol');
     assert.deepEqual(ack.peers, [
       { id: alice.id, name: 'alice', mic: false, cam: true },
       { id: bob.id, name: 'bob', mic: true, cam: false },
+      { id: dave.id, name: 'dave' },
     ]);
-    await waitForCount(carol, 'media-state', 2);
+    await waitForCount(carol, 'user-connected', 3);
     await settle();
     assert.deepEqual(sequence(carol, 'user-connected', 'media-state'), [
       ['user-connected', { id: alice.id, name: 'alice' }],
       ['media-state', { id: alice.id, roomId: room, mic: false, cam: true }],
       ['user-connected', { id: bob.id, name: 'bob' }],
       ['media-state', { id: bob.id, roomId: room, mic: true, cam: false }],
+      ['user-connected', { id: dave.id, name: 'dave' }],
     ]);
   });
 
