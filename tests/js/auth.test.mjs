@@ -1,7 +1,8 @@
 // JWT authentication of handshakes and room-scoped tokens.
 //
 // Runs against: switchboard --jwt-secret test-secret (SWITCHBOARD_JWT_SECRET holds the secret).
-// Tokens are HS256 JWTs minted here with node:crypto: `{ exp, rooms? }`.
+// Tokens are HS256 JWTs minted here with node:crypto: `{ exp, rooms? }`. Also run against two
+// nodes sharing one Redis (crates/switchboard/tests/cluster.rs).
 
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';

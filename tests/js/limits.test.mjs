@@ -2,7 +2,8 @@
 //
 // Runs against: switchboard --max-room-size 3 --rate-limit 5 --rate-burst 10 --max-payload 4096
 // Every socket has its own budget of 10 events at once, refilled at 5 per second, so each test
-// uses fresh sockets and sends only what it needs.
+// uses fresh sockets and sends only what it needs. Also run against two nodes sharing one Redis
+// (crates/switchboard/tests/cluster.rs), where the room capacity holds cluster-wide.
 
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';

@@ -2,6 +2,9 @@
 //
 // Runs twice against a default switchboard node: once over WebSocket only, once over HTTP
 // long-polling only (SWITCHBOARD_TRANSPORT). The contract is /work/shared/protocol.md.
+// crates/switchboard/tests/cluster.rs runs it again against two nodes sharing one Redis, with
+// successive sockets alternating between the nodes, so every room's peers are split across
+// them: nothing here assumes a single node.
 
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';

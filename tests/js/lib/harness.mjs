@@ -240,8 +240,7 @@ export async function httpGet(node, path) {
  * JSON answer once done. Steps (crates/switchboard-testkit/src/cluster.rs):
  * `kill-node/<i>` (SIGKILL), `restart-node/<i>` (SIGKILL if running, then start again with the
  * same id and port), `term-node/<i>` (SIGTERM), `kill-redis`, `restart-redis`, `alive` ([bool]
- * per node),
- * `log/<i>`, and `redis` with the command's arguments: `step('redis', 'HLEN', key)`.
+ * per node), `log/<i>`, and `redis` with the command's arguments: `step('redis', 'HLEN', key)`.
  */
 export async function step(name, ...args) {
   assert.ok(STEPS_URL, 'SWITCHBOARD_STEPS_URL is not set: run this file through cargo');
