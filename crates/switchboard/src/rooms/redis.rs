@@ -25,11 +25,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use fred::clients::{Client, WithOptions};
-use fred::interfaces::{HashesInterface, KeysInterface, LuaInterface, SetsInterface};
+use fred::interfaces::{HashesInterface, LuaInterface, SetsInterface};
 use fred::types::Value;
 use fred::types::scripts::Script;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::{MediaState, MemberName, RoomId};
+use tokio::sync::RwLock;
 
 use super::{Joined, Location, Member, Peer, RoomStore, StoreError};
 use crate::cluster::RedisLink;
@@ -126,6 +127,10 @@ pub struct RedisRoomStore {
     link: RedisLink,
     node: String,
     local: Mutex<LocalMembers>,
+    /// Held shared by every change of this node's members and exclusively by `resync`, so a
+    /// resync never sees a change half done (a member in the index but not yet local, or
+    /// written back just after it left).
+    changes: RwLock<()>,
     join: Script,
     leave: Script,
     set_media: Script,
@@ -138,6 +143,7 @@ impl RedisRoomStore {
             link,
             node,
             local: Mutex::new(HashMap::new()),
+            changes: RwLock::new(()),
             join: Script::from_lua(JOIN),
             leave: Script::from_lua(LEAVE),
             set_media: Script::from_lua(SET_MEDIA),
@@ -179,17 +185,13 @@ impl RedisRoomStore {
         }
     }
 
-    /// Removes one member from a room in Redis; whether it was there.
-    async fn remove(&self, room: &str, member_id: &str) -> Result<bool, StoreError> {
-        let removed = self
-            .run(&self.leave, room, vec![member_id.to_owned()])
-            .await?;
-        Ok(matches!(removed, Value::Integer(1)))
-    }
-
-    /// Removes every member a node left in Redis and drops its index. Returns those that
-    /// were still in a room, for the caller to announce. Safe to repeat.
-    pub async fn reap(&self, node: &str) -> Result<Vec<Departure>, StoreError> {
+    /// Removes the members listed in a node's index that `keep` rejects from their rooms and
+    /// from the index; returns those that were still in a room.
+    async fn remove_indexed(
+        &self,
+        node: &str,
+        keep: impl Fn(&Departure) -> bool,
+    ) -> Result<Vec<Departure>, StoreError> {
         let index = node_members_key(node);
         let entries: Vec<String> = self.redis()?.smembers(&index).await.map_err(unavailable)?;
         let mut departed = Vec::new();
@@ -197,35 +199,7 @@ impl RedisRoomStore {
             let Some(departure) = parse_index_entry(&entry) else {
                 continue;
             };
-            if self
-                .remove(departure.room.as_str(), &departure.member_id)
-                .await?
-            {
-                departed.push(departure);
-            }
-        }
-        let _: i64 = self.redis()?.del(&index).await.map_err(unavailable)?;
-        Ok(departed)
-    }
-
-    /// Makes Redis agree with this node about its members: removes what Redis still holds for
-    /// members this node no longer has (left while Redis was down, or left over by an earlier
-    /// run with the same node id), then writes every local member and its media state back
-    /// (Redis may have restarted empty). Returns the removed members, for the caller to
-    /// announce.
-    pub async fn resync(&self) -> Result<Vec<Departure>, StoreError> {
-        let index = node_members_key(&self.node);
-        let entries: Vec<String> = self.redis()?.smembers(&index).await.map_err(unavailable)?;
-        let mut departed = Vec::new();
-        for entry in entries {
-            let Some(departure) = parse_index_entry(&entry) else {
-                continue;
-            };
-            let still_here = self
-                .local()
-                .get(&departure.room)
-                .is_some_and(|m| m.contains_key(&departure.member_id));
-            if still_here {
+            if keep(&departure) {
                 continue;
             }
             if self
@@ -240,6 +214,38 @@ impl RedisRoomStore {
                 .await
                 .map_err(unavailable)?;
         }
+        Ok(departed)
+    }
+
+    /// Removes one member from a room in Redis; whether it was there.
+    async fn remove(&self, room: &str, member_id: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .run(&self.leave, room, vec![member_id.to_owned()])
+            .await?;
+        Ok(matches!(removed, Value::Integer(1)))
+    }
+
+    /// Removes every member a node left in Redis. Returns those that were still in a room,
+    /// for the caller to announce. Safe to repeat.
+    pub async fn reap(&self, node: &str) -> Result<Vec<Departure>, StoreError> {
+        self.remove_indexed(node, |_| false).await
+    }
+
+    /// Makes Redis agree with this node about its members: removes what Redis still holds for
+    /// members this node no longer has (left while Redis was down, or left over by an earlier
+    /// run with the same node id), then writes every local member and its media state back
+    /// (Redis may have restarted empty). Returns the removed members, for the caller to
+    /// announce.
+    pub async fn resync(&self) -> Result<Vec<Departure>, StoreError> {
+        let _exclusive = self.changes.write().await;
+        let departed = self
+            .remove_indexed(&self.node, |d| {
+                self.local()
+                    .get(&d.room)
+                    .is_some_and(|m| m.contains_key(&d.member_id))
+            })
+            .await?;
+        let index = node_members_key(&self.node);
         let members: Vec<(RoomId, Member, Option<MediaState>)> = self
             .local()
             .iter()
@@ -272,6 +278,7 @@ impl RoomStore for RedisRoomStore {
         member: &Member,
         capacity: Option<usize>,
     ) -> Result<Joined, StoreError> {
+        let _changing = self.changes.read().await;
         let index = node_members_key(&self.node);
         let entry = index_entry(room.as_str(), &member.id);
         // Indexed first: a crash between the two writes leaves an index entry without a
@@ -288,7 +295,8 @@ impl RoomStore for RedisRoomStore {
         ];
         let reply = self.run(&self.join, room.as_str(), args).await?;
         let Value::Array(mut parts) = reply else {
-            let _: Result<i64, _> = self.redis()?.srem(&index, &entry).await;
+            // Full. A failure here only leaves an index entry that the next resync removes.
+            let _: Result<i64, _> = self.link.commands().srem(&index, &entry).await;
             return Ok(Joined::Full);
         };
         let media = parts.pop().map(hash_pairs).unwrap_or_default();
@@ -307,6 +315,7 @@ impl RoomStore for RedisRoomStore {
     }
 
     async fn leave(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError> {
+        let _changing = self.changes.read().await;
         let was_here = {
             let mut local = self.local();
             let removed = local
@@ -347,6 +356,7 @@ impl RoomStore for RedisRoomStore {
         member_id: &str,
         media: MediaState,
     ) -> Result<bool, StoreError> {
+        let _changing = self.changes.read().await;
         {
             let mut local = self.local();
             let Some((_, state)) = local.get_mut(room).and_then(|m| m.get_mut(member_id)) else {
