@@ -76,7 +76,7 @@ pub struct Config {
     /// This node's id in logs, `/health`, `/cluster` and room state. Default: a random id.
     /// In a cluster every node needs its own id; a node restarted with the same id cleans up
     /// what its previous run left in Redis.
-    #[arg(long, env = "NODE_ID")]
+    #[arg(long, env = "NODE_ID", value_parser = parse_node_id)]
     pub node_id: Option<String>,
 
     /// Redis URL; setting it runs this node as part of a cluster (events fan out over Redis
@@ -100,6 +100,16 @@ pub struct Config {
     /// A free-form region label for this node, listed by `GET /cluster`.
     #[arg(long, env = "REGION", default_value = "default")]
     pub region: String,
+}
+
+/// A node id is part of Redis keys (inside a hash tag) and of log lines: keep it plain.
+fn parse_node_id(id: &str) -> Result<String, String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._:@-".contains(c);
+    if (1..=64).contains(&id.len()) && id.chars().all(plain) {
+        Ok(id.to_owned())
+    } else {
+        Err("use 1-64 characters from A-Z a-z 0-9 . _ : @ -".into())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,6 +199,10 @@ mod tests {
         assert!(!c.cors_allows_any());
         let c = Config::try_parse_from(["switchboard", "--cors-origins", "*"]).unwrap();
         assert!(c.cors_allows_any());
+        assert!(Config::try_parse_from(["switchboard", "--node-id", "eu-1.a"]).is_ok());
+        for bad in ["", "a{b}", "a b", &"x".repeat(65)] {
+            assert!(Config::try_parse_from(["switchboard", "--node-id", bad]).is_err());
+        }
     }
 
     /// Every option appears in the README's configuration table with its variable.
