@@ -29,7 +29,7 @@ pub use bus::RedisBus;
 pub use link::{InvalidRedisUrl, RedisLink};
 pub use registry::{NodeInfo, NodeRegistry};
 
-use crate::rooms::{Departure, RedisRoomStore, now_ms};
+use crate::rooms::{Departure, RedisRoomStore, Unheard, now_ms};
 use crate::signaling::{self, Signaling};
 
 /// How long a starting node waits for Redis before it serves anyway.
@@ -136,9 +136,14 @@ impl Cluster {
                 }
                 if in_sync_since.is_none() {
                     match self.store.resync().await {
-                        Ok(departed) => {
-                            tracing::info!(stale = departed.len(), "room state written to Redis");
-                            announce(&io, &departed).await;
+                        Ok(resynced) => {
+                            tracing::info!(
+                                stale = resynced.stale.len(),
+                                left_while_down = resynced.unheard.departures.len(),
+                                "room state written to Redis"
+                            );
+                            announce(&io, &resynced.stale).await;
+                            self.tell_other_nodes(&io, &resynced.unheard).await;
                             in_sync_since = Some(Instant::now());
                             registered = false;
                         }
@@ -170,6 +175,19 @@ impl Cluster {
                 }
             }
         });
+    }
+
+    /// Tells the sockets on other nodes what they missed while Redis was down: departures and
+    /// media changes of this node's members (sockets on this node heard them at the time).
+    async fn tell_other_nodes(&self, io: &SocketIo<ClusterAdapter>, unheard: &Unheard) {
+        for departure in &unheard.departures {
+            let here = self.store.local_members(&departure.room);
+            signaling::announce_departure(io, &departure.room, &departure.member_id, here).await;
+        }
+        for (room, member_id, media) in &unheard.media {
+            let here = self.store.local_members(room);
+            signaling::announce_media(io, room, member_id, *media, here).await;
+        }
     }
 
     /// Cleans up after every dead node this node wins the claim for.
@@ -222,6 +240,6 @@ impl Cluster {
 /// Tells each room that a member left without saying so.
 async fn announce(io: &SocketIo<ClusterAdapter>, departed: &[Departure]) {
     for departure in departed {
-        signaling::announce_departure(io, &departure.room, &departure.member_id).await;
+        signaling::announce_departure(io, &departure.room, &departure.member_id, Vec::new()).await;
     }
 }

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use switchboard_protocol::{MediaState, MemberName, PeerInfo, RoomId};
 
 pub use memory::MemoryRoomStore;
-pub use redis::{Departure, RedisRoomStore, node_members_key};
+pub use redis::{Departure, RedisRoomStore, Resynced, Unheard, node_members_key};
 
 /// Milliseconds since the Unix epoch, the clock of `joined_at_ms` and heartbeats.
 pub fn now_ms() -> u64 {

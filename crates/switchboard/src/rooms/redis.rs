@@ -120,6 +120,25 @@ pub struct Departure {
     pub member_id: String,
 }
 
+/// What a resync changed, for the caller to announce.
+#[derive(Debug, Default)]
+pub struct Resynced {
+    /// Members Redis still listed for this node that it no longer has (e.g. left over by an
+    /// earlier run with the same id): nobody has been told.
+    pub stale: Vec<Departure>,
+    /// What happened while Redis was down: sockets on this node were told, the others not.
+    pub unheard: Unheard,
+}
+
+/// Changes of this node's members made while Redis was down.
+#[derive(Debug, Default)]
+pub struct Unheard {
+    /// Members that left.
+    pub departures: Vec<Departure>,
+    /// Members whose media state changed, with their state now.
+    pub media: Vec<(RoomId, String, MediaState)>,
+}
+
 /// This node's own members and their media state: room → member id → entry.
 type LocalMembers = HashMap<RoomId, HashMap<String, (Member, Option<MediaState>)>>;
 
@@ -131,6 +150,9 @@ pub struct RedisRoomStore {
     /// resync never sees a change half done (a member in the index but not yet local, or
     /// written back just after it left).
     changes: RwLock<()>,
+    /// Changes Redis could not be told about (it was down): the room's sockets on other
+    /// nodes have not heard of them yet.
+    unheard: Mutex<Unheard>,
     join: Script,
     leave: Script,
     set_media: Script,
@@ -144,6 +166,7 @@ impl RedisRoomStore {
             node,
             local: Mutex::new(HashMap::new()),
             changes: RwLock::new(()),
+            unheard: Mutex::new(Unheard::default()),
             join: Script::from_lua(JOIN),
             leave: Script::from_lua(LEAVE),
             set_media: Script::from_lua(SET_MEDIA),
@@ -154,6 +177,10 @@ impl RedisRoomStore {
     fn local(&self) -> MutexGuard<'_, LocalMembers> {
         // Every critical section is one map operation: a poisoned lock holds no half-write.
         self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn unheard(&self) -> MutexGuard<'_, Unheard> {
+        self.unheard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn redis(&self) -> Result<WithOptions<Client>, StoreError> {
@@ -234,11 +261,10 @@ impl RedisRoomStore {
     /// Makes Redis agree with this node about its members: removes what Redis still holds for
     /// members this node no longer has (left while Redis was down, or left over by an earlier
     /// run with the same node id), then writes every local member and its media state back
-    /// (Redis may have restarted empty). Returns the removed members, for the caller to
-    /// announce.
-    pub async fn resync(&self) -> Result<Vec<Departure>, StoreError> {
+    /// (Redis may have restarted empty). Returns the departures nobody heard of yet.
+    pub async fn resync(&self) -> Result<Resynced, StoreError> {
         let _exclusive = self.changes.write().await;
-        let departed = self
+        let removed = self
             .remove_indexed(&self.node, |d| {
                 self.local()
                     .get(&d.room)
@@ -266,7 +292,24 @@ impl RedisRoomStore {
             self.run(&self.restore, room.as_str(), vec![member.id, record, media])
                 .await?;
         }
-        Ok(departed)
+        let mut unheard = std::mem::take(&mut *self.unheard());
+        let stale = removed
+            .into_iter()
+            .filter(|d| !unheard.departures.contains(d))
+            .collect();
+        // Only the latest state of members still here is news.
+        unheard
+            .media
+            .retain(|(room, id, _)| self.local().get(room).is_some_and(|m| m.contains_key(id)));
+        Ok(Resynced { stale, unheard })
+    }
+
+    /// Ids of this node's members in a room.
+    pub fn local_members(&self, room: &RoomId) -> Vec<String> {
+        self.local()
+            .get(room)
+            .map(|members| members.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -345,6 +388,12 @@ impl RoomStore for RedisRoomStore {
             Ok(removed) => Ok(was_here || removed),
             Err(e) => {
                 tracing::debug!(%room, member = member_id, error = %e, "leave deferred until Redis is back");
+                if was_here {
+                    self.unheard().departures.push(Departure {
+                        room: room.clone(),
+                        member_id: member_id.to_owned(),
+                    });
+                }
                 Ok(was_here)
             }
         }
@@ -367,6 +416,13 @@ impl RoomStore for RedisRoomStore {
         let args = vec![member_id.to_owned(), to_json(&media)];
         if let Err(e) = self.run(&self.set_media, room.as_str(), args).await {
             tracing::debug!(%room, member = member_id, error = %e, "media state written when Redis is back");
+            let mut unheard = self.unheard();
+            unheard
+                .media
+                .retain(|(r, id, _)| !(r == room && id == member_id));
+            unheard
+                .media
+                .push((room.clone(), member_id.to_owned(), media));
         }
         Ok(true)
     }

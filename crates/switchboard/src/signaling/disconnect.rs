@@ -29,12 +29,19 @@ impl<A: Adapter> Session<A> {
     }
 }
 
-/// Tells a room that a member is gone when its own socket cannot: its node crashed, or Redis
-/// still listed it after it left. The same two events, in the same order, as a disconnect.
-pub async fn announce_departure<A: Adapter>(io: &SocketIo<A>, room: &RoomId, member_id: &str) {
+/// Tells a room, except the sockets in `except`, that a member is gone when its own socket
+/// could not: its node crashed, or Redis was down when it left. The same two events, in the
+/// same order, as a disconnect.
+pub async fn announce_departure<A: Adapter>(
+    io: &SocketIo<A>,
+    room: &RoomId,
+    member_id: &str,
+    except: Vec<String>,
+) {
     let departed = ServerEvent::Departed { id: member_id };
     for event in [names::PEER_LEFT, names::USER_DISCONNECTED] {
-        if let Err(e) = io.to(call_room(room)).emit(event, &departed).await {
+        let to = io.to(call_room(room)).except(except.clone());
+        if let Err(e) = to.emit(event, &departed).await {
             tracing::warn!(%room, member = member_id, event, error = %e, "departure not announced");
         }
     }

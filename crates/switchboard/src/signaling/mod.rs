@@ -45,6 +45,7 @@ use crate::rooms::RoomStore;
 
 pub use disconnect::announce_departure;
 use inbox::{Inbound, Inbox};
+pub use media::announce_media;
 use session::Session;
 
 /// Everything the handlers share, built once at start-up.
