@@ -8,6 +8,7 @@
 //! - [`Node`]: one `switchboard` process (SIGKILL on demand, log printed if the test fails).
 //! - [`Redis`]: one `redis-server` that keeps nothing on disk, killable and restartable on
 //!   the same port, with a small RESP client ([`Reply`]) to read room hashes.
+//! - [`RedisCluster`]: three cluster-mode `redis-server`s forming a real Redis Cluster.
 //! - [`Cluster`]: Redis plus several nodes sharing it, and the steps JavaScript scenarios ask
 //!   for (kill a node, restart Redis, run a Redis command).
 //! - [`run_node_test`], [`run_node_test_with_steps`]: the socket.io JavaScript client tests.
@@ -18,6 +19,7 @@ mod js;
 mod node;
 mod port;
 mod redis;
+mod redis_cluster;
 mod wait;
 
 pub use cluster::{Cluster, NODE_TTL_SECS};
@@ -25,4 +27,5 @@ pub use js::{js_dir, run_node_test, run_node_test_with_steps};
 pub use node::Node;
 pub use port::free_port;
 pub use redis::{Redis, Reply};
+pub use redis_cluster::RedisCluster;
 pub use wait::wait_until;

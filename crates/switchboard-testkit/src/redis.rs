@@ -26,6 +26,8 @@ pub struct Redis {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
+    /// Extra `redis-server` arguments (e.g. cluster mode), used on every (re)start.
+    args: Vec<String>,
 }
 
 /// One RESP2 reply.
@@ -53,11 +55,17 @@ impl Redis {
     /// Starts `redis-server` on `port` (e.g. a port a node was told about before Redis
     /// existed) and waits until it answers PING.
     pub fn spawn_on(port: u16) -> Redis {
+        Redis::spawn_with(port, &[])
+    }
+
+    /// Starts `redis-server` on `port` with extra arguments and waits until it answers PING.
+    pub fn spawn_with(port: u16, args: &[&str]) -> Redis {
         let log = std::env::temp_dir().join(format!("switchboard-test-redis-{port}.log"));
         let mut redis = Redis {
             child: None,
             port,
             log,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         redis.start();
         redis
@@ -147,6 +155,7 @@ impl Redis {
             .args(["--port", &port, "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(stderr)

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_testkit::{
-    Cluster, NODE_TTL_SECS, Node, Redis, free_port, run_node_test, run_node_test_with_steps,
-    wait_until,
+    Cluster, NODE_TTL_SECS, Node, Redis, RedisCluster, free_port, run_node_test,
+    run_node_test_with_steps, wait_until,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -107,6 +107,35 @@ fn auth_split_over_two_nodes() {
 
 // ---------------------------------------------------------------------------------------------
 // Cluster scenarios.
+
+/// The whole protocol with every room split across two nodes whose Redis is a three-shard
+/// Redis Cluster (`redis-cluster://` URL): room keys, scripts and sharded pub/sub channels land
+/// on different shards.
+#[test]
+fn protocol_over_redis_cluster() {
+    let redis = RedisCluster::spawn();
+    let url = redis.url();
+    let nodes: Vec<Node> = (0..2)
+        .map(|i| {
+            let id = format!("rc-{i}");
+            Node::spawn(
+                BIN,
+                &["--redis-url", &url, "--node-id", &id, "--node-ttl", "3"],
+            )
+        })
+        .collect();
+    for node in &nodes {
+        assert!(node.wait_redis("up", REDIS_LINK_TIMEOUT), "{}", node.log());
+    }
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let env = [
+        ("SWITCHBOARD_URL", urls[0].clone()),
+        ("SWITCHBOARD_URLS", urls.join(",")),
+        ("SWITCHBOARD_TRANSPORT", "websocket".to_string()),
+    ];
+    run_node_test("protocol.test.mjs", &env);
+    assert_eq!(cluster_ids(&nodes[1]), ["rc-0", "rc-1"]);
+}
 
 /// Join, backfill, relay, media state, leave and disconnect between sockets on three nodes,
 /// and the Redis keys that record them.
