@@ -141,6 +141,11 @@ impl Report {
         }
     }
 
+    /// The tally called `name`, if the run made one.
+    pub fn count_of(&self, name: &str) -> Option<u64> {
+        self.counts.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
     /// Whether every must-be-zero tally is zero.
     pub fn passed(&self) -> bool {
         self.counts

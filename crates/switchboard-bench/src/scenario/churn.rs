@@ -216,7 +216,7 @@ pub async fn run(target: &Target, options: &ChurnOptions) -> Report {
         let Some(conn) = conns[i].take() else {
             continue;
         };
-        let dice = Dice::new(0x9e37_79b9 ^ (k as u64 + 1) * 0x1000_0001);
+        let dice = Dice::new(0x9e37_79b9 ^ ((k as u64 + 1) * 0x1000_0001));
         churn_tasks.spawn(churner(
             conn,
             node_of(i),
