@@ -12,6 +12,7 @@
 //! - [`procstat`]: RSS and CPU-seconds of the server processes, from `/proc`.
 //! - [`report`]: the figures of a run, as a human table and a JSON file.
 //! - [`scenario`]: `idle`, `relay`, `storm` and `churn`.
+//! - [`summary`]: Markdown tables (medians, spreads, ratios) from the JSON reports of a run.
 //! - [`clock`]: one monotonic clock shared by every task, so timestamps in payloads compare.
 
 pub mod client;
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
+pub mod summary;
 pub mod target;
 pub mod wire;
 

@@ -13,6 +13,7 @@ use switchboard_bench::scenario::churn::{self, ChurnOptions};
 use switchboard_bench::scenario::idle::{self, IdleOptions};
 use switchboard_bench::scenario::relay::{self, RelayOptions};
 use switchboard_bench::scenario::storm::{self, StormOptions};
+use switchboard_bench::summary;
 use switchboard_bench::target::NodeUrl;
 
 /// Load generator for rtc.io signaling servers (socket.io v5 over WebSocket).
@@ -48,6 +49,9 @@ struct Common {
     /// Do not draw a progress bar.
     #[arg(long, global = true)]
     no_progress: bool,
+    /// Name of this case in the report (default: the scenario's name).
+    #[arg(long, global = true)]
+    case: Option<String>,
     /// Worker threads of the bench (default: 1, so the server keeps the other cores).
     #[arg(long, global = true, default_value_t = 1)]
     threads: usize,
@@ -55,6 +59,16 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// Print Markdown tables (median, min–max, ratio) from JSON reports of earlier runs.
+    Summarize {
+        /// Label whose figures are divided...
+        #[arg(long, default_value = "switchboard")]
+        numerator: String,
+        /// ...by this label's.
+        #[arg(long, default_value = "node")]
+        denominator: String,
+        files: Vec<PathBuf>,
+    },
     /// Open N sockets and hold them: connect rate, failures, server RSS per socket.
     Idle {
         #[arg(long, default_value_t = 5000)]
@@ -141,6 +155,15 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     let common = cli.common;
+    if let Scenario::Summarize {
+        numerator,
+        denominator,
+        files,
+    } = &cli.scenario
+    {
+        print!("{}", summary::markdown(files, numerator, denominator));
+        return ExitCode::SUCCESS;
+    }
     let urls = match NodeUrl::parse_list(&common.url) {
         Ok(urls) if !urls.is_empty() => urls,
         Ok(_) => {
@@ -175,7 +198,8 @@ async fn run(cli: Cli) -> ExitCode {
         progress: !common.no_progress,
     };
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
-    let report = match cli.scenario {
+    let mut report = match cli.scenario {
+        Scenario::Summarize { .. } => return ExitCode::SUCCESS,
         Scenario::Idle {
             sockets,
             hold,
@@ -243,6 +267,9 @@ async fn run(cli: Cli) -> ExitCode {
             churn::run(&target, &options).await
         }
     };
+    if let Some(case) = common.case {
+        report.case = case;
+    }
     print!("{}", report.table());
     if let Some(path) = &common.json
         && let Err(e) = report.write_json(path)

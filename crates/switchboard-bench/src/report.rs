@@ -28,6 +28,8 @@ pub struct Figure {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
+    /// Name of this scenario with its settings, grouping rounds in summaries.
+    pub case: String,
     /// Free-form label of the server under test (`switchboard`, `node`, ...).
     pub label: String,
     pub urls: Vec<String>,
@@ -51,6 +53,7 @@ impl Report {
     ) -> Self {
         Report {
             scenario: scenario.to_string(),
+            case: scenario.to_string(),
             label: label.to_string(),
             urls,
             settings,
