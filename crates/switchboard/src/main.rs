@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use axum::serve::ListenerExt;
 use clap::Parser;
 use switchboard::app;
 use switchboard::config::{Config, LogFormat};
@@ -44,6 +45,13 @@ async fn main() -> ExitCode {
         "switchboard listening"
     );
 
+    // Signaling is many small writes (a description, then candidates): without TCP_NODELAY,
+    // Nagle's algorithm holds each write behind the peer's delayed ACK, up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let app = std::sync::Arc::new(app);
     let closing = app.clone();
     let served = axum::serve(listener, app.router.clone())

@@ -1,0 +1,217 @@
+//! The outcome of one scenario run: figures for people (a table) and for scripts (JSON).
+//!
+//! A report keeps two kinds of numbers apart. *Figures* are measurements (rates, latencies,
+//! memory, CPU) that vary from run to run. *Counts* are exact tallies of what was expected
+//! and what happened (sent, received, lost, wrong source, unexpected); any loss or
+//! misdelivery makes the run fail, whatever the figures say.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::procstat::Snapshot;
+
+/// Label of the bench's own process among the watched ones.
+pub const BENCH_LABEL: &str = "bench";
+
+/// One measured figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+}
+
+/// Everything one run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    /// Name of this scenario with its settings, grouping rounds in summaries.
+    pub case: String,
+    /// Free-form label of the server under test (`switchboard`, `node`, ...).
+    pub label: String,
+    pub urls: Vec<String>,
+    /// The scenario's settings, as given.
+    pub settings: serde_json::Value,
+    pub figures: Vec<Figure>,
+    /// Exact tallies, in the order they were added.
+    pub counts: Vec<(String, u64)>,
+    /// Names of counts that must be zero for the run to pass (lost, wrong source, ...).
+    pub must_be_zero: Vec<String>,
+    /// Problems worth a line each (first few of each kind).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    pub fn new(
+        scenario: &str,
+        label: &str,
+        urls: Vec<String>,
+        settings: serde_json::Value,
+    ) -> Self {
+        Report {
+            scenario: scenario.to_string(),
+            case: scenario.to_string(),
+            label: label.to_string(),
+            urls,
+            settings,
+            figures: Vec::new(),
+            counts: Vec::new(),
+            must_be_zero: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn figure(&mut self, name: &str, value: f64, unit: &str) {
+        self.figures.push(Figure {
+            name: name.to_string(),
+            value,
+            unit: unit.to_string(),
+        });
+    }
+
+    /// A tally that is information only.
+    pub fn count(&mut self, name: &str, value: u64) {
+        self.counts.push((name.to_string(), value));
+    }
+
+    /// A tally that fails the run when it is not zero.
+    pub fn failure_count(&mut self, name: &str, value: u64) {
+        self.count(name, value);
+        self.must_be_zero.push(name.to_string());
+    }
+
+    pub fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    /// p50/p90/p99/p99.9/max of a microsecond histogram, in milliseconds.
+    pub fn latency(&mut self, prefix: &str, histogram: &Histogram<u64>) {
+        if histogram.is_empty() {
+            return;
+        }
+        for (name, q) in [
+            ("p50", 0.50),
+            ("p90", 0.90),
+            ("p99", 0.99),
+            ("p99.9", 0.999),
+        ] {
+            let micros = histogram.value_at_quantile(q);
+            self.figure(&format!("{prefix} {name}"), micros as f64 / 1000.0, "ms");
+        }
+        self.figure(
+            &format!("{prefix} max"),
+            histogram.max() as f64 / 1000.0,
+            "ms",
+        );
+    }
+
+    /// Figures between two snapshots: CPU-seconds and RSS per process and, when `per` is given
+    /// as (count, unit name), CPU milliseconds per 1,000 of them, per process and for all
+    /// servers together (every watched process but the bench itself, labelled `bench`).
+    pub fn server_usage(&mut self, before: &Snapshot, after: &Snapshot, per: Option<(u64, &str)>) {
+        let deltas = after.since(before);
+        let mut server_cpu = 0.0;
+        for (label, rss_growth, cpu) in &deltas {
+            if label != BENCH_LABEL {
+                server_cpu += cpu;
+            }
+            self.figure(&format!("{label} cpu"), *cpu, "s");
+            self.figure(
+                &format!("{label} rss growth"),
+                *rss_growth as f64 / 1e6,
+                "MB",
+            );
+            if let Some((_, rss)) = after.samples.iter().find(|(l, _)| l == label) {
+                self.figure(&format!("{label} rss"), rss.rss_bytes as f64 / 1e6, "MB");
+            }
+        }
+        if let Some((n, unit)) = per.filter(|(n, _)| *n > 0) {
+            for (label, _, cpu) in &deltas {
+                self.figure(
+                    &format!("{label} cpu per 1k {unit}"),
+                    cpu * 1e6 / n as f64,
+                    "ms",
+                );
+            }
+            self.figure(
+                &format!("server cpu per 1k {unit}"),
+                server_cpu * 1e6 / n as f64,
+                "ms",
+            );
+        }
+    }
+
+    /// The tally called `name`, if the run made one.
+    pub fn count_of(&self, name: &str) -> Option<u64> {
+        self.counts.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    /// Whether every must-be-zero tally is zero.
+    pub fn passed(&self) -> bool {
+        self.counts
+            .iter()
+            .filter(|(name, _)| self.must_be_zero.contains(name))
+            .all(|(_, v)| *v == 0)
+    }
+
+    /// A plain-text table for the terminal.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n{} against {} ({})",
+            self.scenario,
+            self.label,
+            self.urls.join(", ")
+        );
+        let width = self
+            .figures
+            .iter()
+            .map(|f| f.name.len())
+            .chain(self.counts.iter().map(|(n, _)| n.len()))
+            .max()
+            .unwrap_or(10);
+        for f in &self.figures {
+            let _ = writeln!(out, "  {:<width$}  {:>14.3} {}", f.name, f.value, f.unit);
+        }
+        for (name, value) in &self.counts {
+            let flag = if self.must_be_zero.contains(name) && *value > 0 {
+                "  <-- FAIL"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  {name:<width$}  {value:>14}{flag}");
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "  note: {note}");
+        }
+        let _ = writeln!(
+            out,
+            "  result: {}",
+            if self.passed() {
+                "PASS"
+            } else {
+                "FAIL (something was lost or misdelivered)"
+            }
+        );
+        out
+    }
+
+    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(path, text)
+    }
+}
+
+/// A latency histogram in microseconds, 1 µs to 5 minutes, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 300_000_000, 3).expect("constant bounds are valid")
+}
+
+/// Records `micros` into `histogram`, clamped to its range.
+pub fn record(histogram: &mut Histogram<u64>, micros: u64) {
+    let _ = histogram.record(micros.clamp(1, 300_000_000));
+}

@@ -1,0 +1,130 @@
+//! The nodes under test and the loopback addresses the bench connects from.
+//!
+//! A node URL is `http://127.x.y.z:PORT` (or `ws://`): the bench only ever targets this
+//! machine, so anything outside 127.0.0.0/8 is refused before a single packet is sent.
+//!
+//! One source address has about 28,000 ephemeral ports (Linux default range), so holding more
+//! connections than that needs several source addresses. Connection `i` binds to
+//! `127.1.x.y` number `i % sources` before connecting; the whole 127/8 block is local on Linux.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+
+use crate::BenchError;
+
+/// Connections per source address the bench plans for (below the ~28k ephemeral ports).
+pub const CONNECTIONS_PER_SOURCE: usize = 20_000;
+
+/// One node under test.
+#[derive(Debug, Clone)]
+pub struct NodeUrl {
+    /// As given on the command line, for reports.
+    pub text: String,
+    pub addr: SocketAddr,
+    /// `host:port` for the HTTP Host header.
+    pub authority: String,
+}
+
+impl NodeUrl {
+    pub fn parse(text: &str) -> Result<NodeUrl, BenchError> {
+        let bad = || BenchError::Url(text.to_string());
+        let rest = ["http://", "ws://"]
+            .iter()
+            .find_map(|scheme| text.strip_prefix(scheme))
+            .ok_or_else(bad)?;
+        let authority = rest
+            .split('/')
+            .next()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(bad)?;
+        let addr = authority
+            .to_socket_addrs()
+            .map_err(|_| bad())?
+            .find(SocketAddr::is_ipv4)
+            .ok_or_else(bad)?;
+        if !addr.ip().is_loopback() {
+            return Err(BenchError::NotLoopback(text.to_string()));
+        }
+        Ok(NodeUrl {
+            text: text.to_string(),
+            addr,
+            authority: authority.to_string(),
+        })
+    }
+
+    /// Parses a comma-separated list.
+    pub fn parse_list(list: &str) -> Result<Vec<NodeUrl>, BenchError> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(NodeUrl::parse)
+            .collect()
+    }
+
+    /// The Engine.IO WebSocket endpoint of this node.
+    pub fn websocket_url(&self) -> String {
+        format!(
+            "ws://{}/socket.io/?EIO=4&transport=websocket",
+            self.authority
+        )
+    }
+}
+
+/// Loopback source addresses, handed out round-robin.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    count: usize,
+}
+
+impl Sources {
+    /// Enough source addresses for `connections`, or exactly `explicit` when given.
+    pub fn for_connections(connections: usize, explicit: Option<usize>) -> Sources {
+        let needed = connections.div_ceil(CONNECTIONS_PER_SOURCE).max(1);
+        Sources {
+            count: explicit.unwrap_or(needed).clamp(1, 250 * 250),
+        }
+    }
+
+    /// The source address of connection number `index`.
+    pub fn for_index(&self, index: usize) -> IpAddr {
+        let k = index % self.count;
+        IpAddr::V4(Ipv4Addr::new(127, 1, (k / 250) as u8, (k % 250) as u8 + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loopback URLs parse; anything else is refused.
+    #[test]
+    fn urls() {
+        let url = NodeUrl::parse("http://127.0.0.1:3001").unwrap();
+        assert_eq!(url.addr, "127.0.0.1:3001".parse().unwrap());
+        assert_eq!(
+            url.websocket_url(),
+            "ws://127.0.0.1:3001/socket.io/?EIO=4&transport=websocket"
+        );
+        assert!(NodeUrl::parse("ws://localhost:80/").is_ok());
+        assert!(matches!(
+            NodeUrl::parse("http://10.0.0.1:3001"),
+            Err(BenchError::NotLoopback(_))
+        ));
+        assert!(NodeUrl::parse("127.0.0.1:3001").is_err());
+        assert_eq!(
+            NodeUrl::parse_list("http://127.0.0.1:1, http://127.0.0.2:2")
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    /// Sources rotate and stay inside 127/8.
+    #[test]
+    fn sources() {
+        let s = Sources::for_connections(50_000, None);
+        assert_eq!(s.count, 3);
+        assert_eq!(s.for_index(0), s.for_index(3));
+        assert_ne!(s.for_index(0), s.for_index(1));
+        assert!(s.for_index(2).is_loopback());
+    }
+}
