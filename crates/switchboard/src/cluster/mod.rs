@@ -32,6 +32,11 @@ pub use registry::{NodeInfo, NodeRegistry};
 use crate::rooms::{Departure, RedisRoomStore, Unheard, now_ms};
 use crate::signaling::{self, Signaling};
 
+/// How long after its own reconnection a node waits before telling the others what they
+/// missed during an outage: pub/sub keeps nothing, so they must have resubscribed first, and
+/// they retry their connection at least once a second (`link.rs`).
+const OTHERS_RECONNECT: Duration = Duration::from_millis(1500);
+
 /// How long a starting node waits for Redis before it serves anyway.
 const STARTUP_WAIT: Duration = Duration::from_secs(3);
 
@@ -121,6 +126,8 @@ impl Cluster {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut in_sync_since: Option<Instant> = None;
             let mut registered = false;
+            // What the other nodes missed during an outage, and when to tell them.
+            let mut missed: Option<(Instant, Unheard)> = None;
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
@@ -143,7 +150,12 @@ impl Cluster {
                                 "room state written to Redis"
                             );
                             announce(&io, &resynced.stale).await;
-                            self.tell_other_nodes(&io, &resynced.unheard).await;
+                            let mut unheard = resynced.unheard;
+                            if let Some((_, earlier)) = missed.take() {
+                                unheard.departures.extend(earlier.departures);
+                                unheard.media.extend(earlier.media);
+                            }
+                            missed = Some((Instant::now() + OTHERS_RECONNECT, unheard));
                             in_sync_since = Some(Instant::now());
                             registered = false;
                         }
@@ -169,6 +181,13 @@ impl Cluster {
                         tracing::warn!(error = %e, "heartbeat failed");
                         continue;
                     }
+                }
+                if missed
+                    .as_ref()
+                    .is_some_and(|(due, _)| Instant::now() >= *due)
+                    && let Some((_, unheard)) = missed.take()
+                {
+                    self.tell_other_nodes(&io, &unheard).await;
                 }
                 if in_sync_since.is_some_and(|t| t.elapsed() >= self.ttl) {
                     self.reap_dead(&io).await;
