@@ -40,6 +40,24 @@ const OTHERS_RECONNECT: Duration = Duration::from_millis(1500);
 /// How long a starting node waits for Redis before it serves anyway.
 const STARTUP_WAIT: Duration = Duration::from_secs(3);
 
+/// What the upkeep loop remembers between ticks.
+#[derive(Default)]
+struct Upkeep {
+    /// Since when Redis holds this node's members; `None` after any (re)connection.
+    in_sync_since: Option<Instant>,
+    /// Whether this node's heartbeat was written since the last resync.
+    registered: bool,
+    /// What the other nodes missed during an outage, and when to tell them.
+    missed: Option<(Instant, Unheard)>,
+}
+
+/// When the upkeep loop should run again.
+#[derive(PartialEq, Eq)]
+enum Next {
+    OnTick,
+    Now,
+}
+
 /// The socketioxide adapter of a cluster node.
 pub type ClusterAdapter = CustomRedisAdapter<Emitter, RedisBus>;
 
@@ -124,76 +142,86 @@ impl Cluster {
             let mut connected = self.link.connected();
             let mut ticks = tokio::time::interval(self.heartbeat_every());
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut in_sync_since: Option<Instant> = None;
-            let mut registered = false;
-            // What the other nodes missed during an outage, and when to tell them.
-            let mut missed: Option<(Instant, Unheard)> = None;
+            let mut upkeep = Upkeep::default();
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
                     event = connected.recv() => {
                         if !matches!(event, Err(broadcast::error::RecvError::Closed)) {
-                            in_sync_since = None;
+                            upkeep.in_sync_since = None;
                         }
                     }
                 }
-                if !self.link.is_up() {
-                    in_sync_since = None;
-                    continue;
-                }
-                if in_sync_since.is_none() {
-                    match self.store.resync().await {
-                        Ok(resynced) => {
-                            tracing::info!(
-                                stale = resynced.stale.len(),
-                                left_while_down = resynced.unheard.departures.len(),
-                                "room state written to Redis"
-                            );
-                            announce(&io, &resynced.stale).await;
-                            let mut unheard = resynced.unheard;
-                            if let Some((_, earlier)) = missed.take() {
-                                unheard.departures.extend(earlier.departures);
-                                unheard.media.extend(earlier.media);
-                            }
-                            missed = Some((Instant::now() + OTHERS_RECONNECT, unheard));
-                            in_sync_since = Some(Instant::now());
-                            registered = false;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not write room state to Redis");
-                            continue;
-                        }
-                    }
-                }
-                match self
-                    .registry
-                    .heartbeat(&self.node.describe(&signaling))
-                    .await
-                {
-                    Ok(false) if registered => {
-                        tracing::warn!("Redis lost this node's state; writing it again");
-                        in_sync_since = None;
-                        ticks.reset_immediately();
-                        continue;
-                    }
-                    Ok(_) => registered = true,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "heartbeat failed");
-                        continue;
-                    }
-                }
-                if missed
-                    .as_ref()
-                    .is_some_and(|(due, _)| Instant::now() >= *due)
-                    && let Some((_, unheard)) = missed.take()
-                {
-                    self.tell_other_nodes(&io, &unheard).await;
-                }
-                if in_sync_since.is_some_and(|t| t.elapsed() >= self.ttl) {
-                    self.reap_dead(&io).await;
+                if self.tick(&io, &signaling, &mut upkeep).await == Next::Now {
+                    ticks.reset_immediately();
                 }
             }
         });
+    }
+
+    /// One round of upkeep: resync if needed, heartbeat, tell what was missed, reap.
+    async fn tick(
+        &self,
+        io: &SocketIo<ClusterAdapter>,
+        signaling: &Signaling,
+        upkeep: &mut Upkeep,
+    ) -> Next {
+        if !self.link.is_up() {
+            upkeep.in_sync_since = None;
+            return Next::OnTick;
+        }
+        if upkeep.in_sync_since.is_none() {
+            let resynced = match self.store.resync().await {
+                Ok(resynced) => resynced,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not write room state to Redis");
+                    return Next::OnTick;
+                }
+            };
+            tracing::info!(
+                stale = resynced.stale.len(),
+                left_while_down = resynced.unheard.departures.len(),
+                "room state written to Redis"
+            );
+            announce(io, &resynced.stale).await;
+            let mut unheard = resynced.unheard;
+            if let Some((_, earlier)) = upkeep.missed.take() {
+                unheard.departures.extend(earlier.departures);
+                unheard.media.extend(earlier.media);
+            }
+            upkeep.missed = Some((Instant::now() + OTHERS_RECONNECT, unheard));
+            upkeep.in_sync_since = Some(Instant::now());
+            upkeep.registered = false;
+        }
+        match self
+            .registry
+            .heartbeat(&self.node.describe(signaling))
+            .await
+        {
+            Ok(false) if upkeep.registered => {
+                tracing::warn!("Redis lost this node's state; writing it again");
+                upkeep.in_sync_since = None;
+                return Next::Now;
+            }
+            Ok(_) => upkeep.registered = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed");
+                return Next::OnTick;
+            }
+        }
+        let due = |(at, _): &(Instant, Unheard)| Instant::now() >= *at;
+        if upkeep.missed.as_ref().is_some_and(due)
+            && let Some((_, unheard)) = upkeep.missed.take()
+        {
+            self.tell_other_nodes(io, &unheard).await;
+        }
+        if upkeep
+            .in_sync_since
+            .is_some_and(|t| t.elapsed() >= self.ttl)
+        {
+            self.reap_dead(io).await;
+        }
+        Next::OnTick
     }
 
     /// Tells the sockets on other nodes what they missed while Redis was down: departures and
