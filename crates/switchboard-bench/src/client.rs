@@ -2,8 +2,10 @@
 //!
 //! A [`Conn`] is a bare WebSocket stream plus the socket id: no task of its own, no channels,
 //! small buffers. The scenario task that owns it reads with [`Conn::recv`], which answers
-//! Engine.IO pings itself, and writes with [`Conn::send`]. That keeps an idle connection at a
-//! few kilobytes in this process, so the bench can hold as many sockets as the server.
+//! Engine.IO pings itself, and writes with [`Conn::send`], or with [`Conn::feed`] and one
+//! [`Conn::flush`] per wake-up so a burst of frames costs one `write` system call. That keeps
+//! an idle connection at a few kilobytes in this process, so the bench can hold as many
+//! sockets as the server.
 //!
 //! ```text
 //! client                                   server
@@ -36,12 +38,20 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// grows the buffer as needed.
 const READ_BUFFER_BYTES: usize = 4096;
 
+/// Frames queued with [`Conn::feed`] are written once this many bytes wait (or on
+/// [`Conn::flush`]). The buffer only grows as far as a burst needs, so idle sockets stay small;
+/// with 0 (tungstenite writes every frame at once) each envelope cost its own `write` call,
+/// which on loopback also pays for the server side's TCP receive.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
 /// A connected socket.io client.
 #[derive(Debug)]
 pub struct Conn {
     ws: WebSocketStream<TcpStream>,
     /// The socket id the server gave this client in its CONNECT packet.
     pub sid: String,
+    /// Frames were queued since the last flush.
+    unflushed: bool,
 }
 
 impl Conn {
@@ -59,13 +69,14 @@ impl Conn {
         stream.set_nodelay(true)?;
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER_BYTES)
-            .write_buffer_size(0);
+            .write_buffer_size(WRITE_BUFFER_BYTES);
         let (ws, _response) =
             tokio_tungstenite::client_async_with_config(node.websocket_url(), stream, Some(config))
                 .await?;
         let mut conn = Conn {
             ws,
             sid: String::new(),
+            unflushed: false,
         };
         match conn.next_text().await? {
             text if matches!(wire::parse(&text), Frame::Open) => {}
@@ -96,20 +107,29 @@ impl Conn {
         }
     }
 
-    /// Sends one text frame.
+    /// Sends one text frame (and whatever was queued before it).
     pub async fn send(&mut self, text: String) -> Result<(), BenchError> {
-        self.ws.send(Message::text(text)).await?;
-        Ok(())
+        self.feed(text).await?;
+        self.flush().await
     }
 
     /// Queues one text frame without flushing; [`Conn::flush`] writes everything queued.
+    /// Writes only when [`WRITE_BUFFER_BYTES`] are waiting.
     pub async fn feed(&mut self, text: String) -> Result<(), BenchError> {
+        self.unflushed = true;
         self.ws.feed(Message::text(text)).await?;
         Ok(())
     }
 
+    /// Frames were queued with [`Conn::feed`] and not flushed yet.
+    pub fn unflushed(&self) -> bool {
+        self.unflushed
+    }
+
+    /// Writes everything queued, in one `write` call when the socket takes it all.
     pub async fn flush(&mut self) -> Result<(), BenchError> {
         self.ws.flush().await?;
+        self.unflushed = false;
         Ok(())
     }
 

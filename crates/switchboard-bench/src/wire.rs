@@ -117,6 +117,142 @@ pub fn relay(source: &str, target: &str, data: &str) -> String {
     event(RELAY_EVENT, &payload, None)
 }
 
+/// The bench's relay probe: the `data` of every envelope the `relay` and `churn` scenarios
+/// send, `{"seq":N,"t":T,"pad":"…"}` (sequence number and send time in microseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Probe {
+    pub seq: u64,
+    pub t: u64,
+}
+
+/// Pre-built `#rtcio:message` frames from one peer to another carrying a [`Probe`]: all but the
+/// two numbers is built once, so an envelope costs one allocation and two integer formats.
+/// The bytes are exactly those of [`relay`] with the probe as data; `pad` is written as is, so
+/// it must need no JSON escapes (the bench pads with `x`).
+#[derive(Debug, Clone)]
+pub struct ProbeFrames {
+    /// `42["#rtcio:message",{"source":…,"target":…,"data":{"seq":`
+    head: String,
+    /// `,"pad":"…"}}]`
+    tail: String,
+}
+
+impl ProbeFrames {
+    pub fn new(source: &str, target: &str, pad: &str) -> ProbeFrames {
+        let mut head = String::with_capacity(source.len() + target.len() + 64);
+        head.push_str("42[\"");
+        head.push_str(RELAY_EVENT);
+        head.push_str("\",{\"source\":");
+        head.push_str(&json_string(source));
+        head.push_str(",\"target\":");
+        head.push_str(&json_string(target));
+        head.push_str(",\"data\":{\"seq\":");
+        let tail = format!(",\"pad\":\"{pad}\"}}}}]");
+        ProbeFrames { head, tail }
+    }
+
+    /// The frame carrying `probe`.
+    pub fn frame(&self, probe: Probe) -> String {
+        let mut frame = String::with_capacity(self.head.len() + self.tail.len() + 48);
+        frame.push_str(&self.head);
+        push_u64(&mut frame, probe.seq);
+        frame.push_str(",\"t\":");
+        push_u64(&mut frame, probe.t);
+        frame.push_str(&self.tail);
+        frame
+    }
+}
+
+/// Appends `n` in decimal, without going through `core::fmt`.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
+/// Reads a relayed probe frame without building any JSON value: `Some((source, probe))` only
+/// when `text` is exactly a `#rtcio:message` event whose payload object holds `source`, an
+/// optional `target` (plain strings: no escapes), and `data` exactly as [`ProbeFrames`] writes
+/// it with this `pad`, each once, in any order, without whitespace. Anything else gives `None`
+/// and the caller reads the frame with [`parse`], [`envelope`] and serde, so the answer never
+/// differs from theirs; this only makes the common case cheap.
+pub fn scan_probe<'a>(text: &'a str, pad: &str) -> Option<(&'a str, Probe)> {
+    let rest = text
+        .strip_prefix("42[\"")?
+        .strip_prefix(RELAY_EVENT)?
+        .strip_prefix("\",{")?;
+    let mut fields = rest.strip_suffix("}]")?;
+    let (mut source, mut target, mut probe) = (None, None, None);
+    loop {
+        let (key, after) = plain_string(fields)?;
+        let after = after.strip_prefix(':')?;
+        fields = match key {
+            "source" if source.is_none() => {
+                let (value, after) = plain_string(after)?;
+                source = Some(value);
+                after
+            }
+            "target" if target.is_none() => {
+                let (value, after) = plain_string(after)?;
+                target = Some(value);
+                after
+            }
+            "data" if probe.is_none() => {
+                let after = after.strip_prefix("{\"seq\":")?;
+                let (seq, after) = json_u64(after)?;
+                let after = after.strip_prefix(",\"t\":")?;
+                let (t, after) = json_u64(after)?;
+                let after = after
+                    .strip_prefix(",\"pad\":\"")?
+                    .strip_prefix(pad)?
+                    .strip_prefix("\"}")?;
+                probe = Some(Probe { seq, t });
+                after
+            }
+            _ => return None,
+        };
+        if fields.is_empty() {
+            break;
+        }
+        fields = fields.strip_prefix(',')?;
+    }
+    Some((source?, probe?))
+}
+
+/// A JSON string at the start of `text` that holds no escapes, and what follows it.
+fn plain_string(text: &str) -> Option<(&str, &str)> {
+    let body = text.strip_prefix('"')?;
+    let end = body.find(['"', '\\'])?;
+    if body.as_bytes()[end] != b'"' || body[..end].bytes().any(|b| b < 0x20) {
+        return None;
+    }
+    Some((&body[..end], &body[end + 1..]))
+}
+
+/// A JSON unsigned integer at the start of `text` (no leading zeros, fits in u64), and what
+/// follows it.
+fn json_u64(text: &str) -> Option<(u64, &str)> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || (digits > 1 && text.starts_with('0')) {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for b in text[..digits].bytes() {
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some((n, &text[digits..]))
+}
+
 /// A received `#rtcio:message` envelope; `data` stays raw for the scenario to read.
 #[derive(Debug, Deserialize)]
 pub struct Envelope<'a> {
@@ -248,6 +384,54 @@ mod tests {
         assert_eq!(envelope.source, "s\"1");
         assert_eq!(envelope.target.as_deref(), Some("t"));
         assert_eq!(envelope.data.get(), "{\"seq\":3,\"pad\":\"a\\r\\nb\"}");
+    }
+
+    /// Pre-built probe frames are byte for byte what `relay` builds, and the scanner reads
+    /// them back; anything it is not sure of is left to the full parser.
+    #[test]
+    fn probe_frames() {
+        let pad = "x".repeat(100);
+        let frames = ProbeFrames::new("s\"1", "t", &pad);
+        for (seq, t) in [(0, 0), (7, 1_234_567), (u64::MAX, u64::MAX)] {
+            let frame = frames.frame(Probe { seq, t });
+            let data = format!("{{\"seq\":{seq},\"t\":{t},\"pad\":\"{pad}\"}}");
+            assert_eq!(frame, relay("s\"1", "t", &data));
+        }
+        let frames = ProbeFrames::new("a", "b", &pad);
+        let frame = frames.frame(Probe { seq: 42, t: 99 });
+        assert_eq!(
+            scan_probe(&frame, &pad),
+            Some(("a", Probe { seq: 42, t: 99 }))
+        );
+        // Fields in another order, or without target, are read too.
+        let data = format!("{{\"seq\":3,\"t\":4,\"pad\":\"{pad}\"}}");
+        let reordered = format!("42[\"{RELAY_EVENT}\",{{\"data\":{data},\"source\":\"a\"}}]");
+        assert_eq!(
+            scan_probe(&reordered, &pad),
+            Some(("a", Probe { seq: 3, t: 4 }))
+        );
+        // Escapes (the sender's id was escaped), another pad, duplicates, extra fields,
+        // whitespace, leading zeros, overflow and ack ids go to the full parser.
+        let escaped = ProbeFrames::new("s\"1", "t", &pad).frame(Probe { seq: 1, t: 1 });
+        let other_pad = ProbeFrames::new("a", "b", "y").frame(Probe { seq: 1, t: 1 });
+        for text in [
+            escaped.as_str(),
+            other_pad.as_str(),
+            &format!("42[\"{RELAY_EVENT}\",{{\"source\":\"a\",\"source\":\"b\",\"data\":{data}}}]"),
+            &format!("42[\"{RELAY_EVENT}\",{{\"source\":\"a\",\"x\":1,\"data\":{data}}}]"),
+            &format!("42[\"{RELAY_EVENT}\",{{\"source\": \"a\",\"data\":{data}}}]"),
+            &format!("42[\"{RELAY_EVENT}\",{{\"source\":\"a\"}}]"),
+            &format!(
+                "42[\"{RELAY_EVENT}\",{{\"source\":\"a\",\"data\":{{\"seq\":03,\"t\":4,\"pad\":\"{pad}\"}}}}]"
+            ),
+            &format!(
+                "42[\"{RELAY_EVENT}\",{{\"source\":\"a\",\"data\":{{\"seq\":99999999999999999999,\"t\":4,\"pad\":\"{pad}\"}}}}]"
+            ),
+            &format!("421[\"{RELAY_EVENT}\",{{\"source\":\"a\",\"data\":{data}}}]"),
+            "42[\"user-connected\",{\"id\":\"a\"}]",
+        ] {
+            assert_eq!(scan_probe(text, &pad), None, "{text}");
+        }
     }
 
     /// Join acks list the peers' ids; refusals give none.
