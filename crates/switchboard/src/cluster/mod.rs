@@ -7,7 +7,7 @@
 //!   reaches it on whichever node it is connected to.
 //! - room state: [`crate::rooms::RedisRoomStore`], so every node sees who is in a room.
 //! - [`registry`]: which nodes are alive, so a survivor can clean up after a crashed one.
-//! - [`Cluster::run`] (this file): the node's upkeep loop, which heartbeats, resynchronises
+//! - [`upkeep`]: the node's upkeep loop ([`Cluster::run`]), which heartbeats, resynchronises
 //!   this node's members into Redis after every (re)connection, and reaps dead nodes.
 //!
 //! Request handling knows nothing of this: handlers call the `RoomStore` trait and emit
@@ -16,47 +16,23 @@
 mod bus;
 mod link;
 mod registry;
+mod upkeep;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use socketioxide::SocketIo;
 use socketioxide::adapter::Emitter;
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
-use tokio::sync::broadcast;
 
 pub use bus::RedisBus;
 pub use link::{InvalidRedisUrl, RedisLink};
 pub use registry::{NodeInfo, NodeRegistry};
 
-use crate::rooms::{Departure, RedisRoomStore, Unheard, now_ms};
-use crate::signaling::{self, Signaling};
-
-/// How long after its own reconnection a node waits before telling the others what they
-/// missed during an outage: pub/sub keeps nothing, so they must have resubscribed first, and
-/// they retry their connection at least once a second (`link.rs`).
-const OTHERS_RECONNECT: Duration = Duration::from_millis(1500);
+use crate::rooms::{RedisRoomStore, now_ms};
+use crate::signaling::Signaling;
 
 /// How long a starting node waits for Redis before it serves anyway.
 const STARTUP_WAIT: Duration = Duration::from_secs(3);
-
-/// What the upkeep loop remembers between ticks.
-#[derive(Default)]
-struct Upkeep {
-    /// Since when Redis holds this node's members; `None` after any (re)connection.
-    in_sync_since: Option<Instant>,
-    /// Whether this node's heartbeat was written since the last resync.
-    registered: bool,
-    /// What the other nodes missed during an outage, and when to tell them.
-    missed: Option<(Instant, Unheard)>,
-}
-
-/// When the upkeep loop should run again.
-#[derive(PartialEq, Eq)]
-enum Next {
-    OnTick,
-    Now,
-}
 
 /// The socketioxide adapter of a cluster node.
 pub type ClusterAdapter = CustomRedisAdapter<Emitter, RedisBus>;
@@ -131,147 +107,6 @@ impl Cluster {
         (self.ttl / 5).max(Duration::from_millis(200))
     }
 
-    /// The node's upkeep, until the process ends: on every tick, heartbeat and reap dead
-    /// nodes; after every (re)connection to Redis, first write this node's members back.
-    ///
-    /// A node reaps others only after it has itself been connected for a whole TTL: when
-    /// Redis comes back after a long outage every heartbeat has expired, and the living nodes
-    /// must get the chance to heartbeat again before anyone is declared dead.
-    pub fn run(self: Arc<Self>, io: SocketIo<ClusterAdapter>, signaling: Arc<Signaling>) {
-        tokio::spawn(async move {
-            let mut connected = self.link.connected();
-            let mut ticks = tokio::time::interval(self.heartbeat_every());
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut upkeep = Upkeep::default();
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    event = connected.recv() => {
-                        if !matches!(event, Err(broadcast::error::RecvError::Closed)) {
-                            upkeep.in_sync_since = None;
-                        }
-                    }
-                }
-                if self.tick(&io, &signaling, &mut upkeep).await == Next::Now {
-                    ticks.reset_immediately();
-                }
-            }
-        });
-    }
-
-    /// One round of upkeep: resync if needed, heartbeat, tell what was missed, reap.
-    async fn tick(
-        &self,
-        io: &SocketIo<ClusterAdapter>,
-        signaling: &Signaling,
-        upkeep: &mut Upkeep,
-    ) -> Next {
-        if !self.link.is_up() {
-            upkeep.in_sync_since = None;
-            return Next::OnTick;
-        }
-        if upkeep.in_sync_since.is_none() {
-            let resynced = match self.store.resync().await {
-                Ok(resynced) => resynced,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not write room state to Redis");
-                    return Next::OnTick;
-                }
-            };
-            tracing::info!(
-                stale = resynced.stale.len(),
-                left_while_down = resynced.unheard.departures.len(),
-                "room state written to Redis"
-            );
-            announce(io, &resynced.stale).await;
-            let mut unheard = resynced.unheard;
-            if let Some((_, earlier)) = upkeep.missed.take() {
-                unheard.departures.extend(earlier.departures);
-                unheard.media.extend(earlier.media);
-            }
-            upkeep.missed = Some((Instant::now() + OTHERS_RECONNECT, unheard));
-            upkeep.in_sync_since = Some(Instant::now());
-            upkeep.registered = false;
-        }
-        match self
-            .registry
-            .heartbeat(&self.node.describe(signaling))
-            .await
-        {
-            Ok(false) if upkeep.registered => {
-                tracing::warn!("Redis lost this node's state; writing it again");
-                upkeep.in_sync_since = None;
-                return Next::Now;
-            }
-            Ok(_) => upkeep.registered = true,
-            Err(e) => {
-                tracing::warn!(error = %e, "heartbeat failed");
-                return Next::OnTick;
-            }
-        }
-        let due = |(at, _): &(Instant, Unheard)| Instant::now() >= *at;
-        if upkeep.missed.as_ref().is_some_and(due)
-            && let Some((_, unheard)) = upkeep.missed.take()
-        {
-            self.tell_other_nodes(io, &unheard).await;
-        }
-        if upkeep
-            .in_sync_since
-            .is_some_and(|t| t.elapsed() >= self.ttl)
-        {
-            self.reap_dead(io).await;
-        }
-        Next::OnTick
-    }
-
-    /// Tells the sockets on other nodes what they missed while Redis was down: departures and
-    /// media changes of this node's members (sockets on this node heard them at the time).
-    async fn tell_other_nodes(&self, io: &SocketIo<ClusterAdapter>, unheard: &Unheard) {
-        for departure in &unheard.departures {
-            let here = self.store.local_members(&departure.room);
-            signaling::announce_departure(io, &departure.room, &departure.member_id, here).await;
-        }
-        for (room, member_id, media) in &unheard.media {
-            let here = self.store.local_members(room);
-            signaling::announce_media(io, room, member_id, *media, here).await;
-        }
-    }
-
-    /// Cleans up after every dead node this node wins the claim for.
-    async fn reap_dead(&self, io: &SocketIo<ClusterAdapter>) {
-        let dead = match self.registry.dead(&self.node.id).await {
-            Ok(dead) => dead,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not list dead nodes");
-                return;
-            }
-        };
-        for node in dead {
-            match self
-                .registry
-                .claim(&node, &self.node.id, self.ttl * 3)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::warn!(%node, error = %e, "could not claim dead node");
-                    continue;
-                }
-            }
-            match self.store.reap(&node).await {
-                Ok(departed) => {
-                    tracing::warn!(%node, ghosts = departed.len(), "node died; its members were removed from their rooms");
-                    announce(io, &departed).await;
-                    if let Err(e) = self.registry.forget(&node).await {
-                        tracing::warn!(%node, error = %e, "could not forget reaped node");
-                    }
-                }
-                Err(e) => tracing::warn!(%node, error = %e, "reaping failed; retried later"),
-            }
-        }
-    }
-
     /// Leaves the cluster cleanly: removes this node from the registry, so nobody waits for
     /// its heartbeat to expire. Its members are gone already (their sockets were closed).
     pub async fn leave(&self) {
@@ -281,12 +116,5 @@ impl Cluster {
         if let Err(e) = self.registry.forget(&self.node.id).await {
             tracing::warn!(error = %e, "could not leave the node registry");
         }
-    }
-}
-
-/// Tells each room that a member left without saying so.
-async fn announce(io: &SocketIo<ClusterAdapter>, departed: &[Departure]) {
-    for departure in departed {
-        signaling::announce_departure(io, &departure.room, &departure.member_id, Vec::new()).await;
     }
 }
