@@ -22,6 +22,12 @@ use crate::signaling::{self, Limits, Signaling};
 /// How long shutdown waits for closed sockets to announce their departure.
 const SESSIONS_END_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Bytes tungstenite allocates per WebSocket for reading, and reads per syscall at most
+/// (engineioxide's default is 4 KiB). A frame larger than this still arrives whole: the buffer
+/// grows to the frame's length, read in chunks of this size. Signaling frames are mostly
+/// small (candidates ~200 B, descriptions a few KiB), and an idle socket pays for every byte.
+const WS_READ_BUFFER: usize = 1024;
+
 /// State shared by the HTTP handlers.
 pub struct AppState {
     pub signaling: Arc<Signaling>,
@@ -98,7 +104,8 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         .ping_interval(config.ping_interval())
         .ping_timeout(config.ping_timeout())
         .max_payload(config.max_polling_body())
-        .max_buffer_size(config.max_buffered_packets as usize);
+        .max_buffer_size(config.max_buffered_packets as usize)
+        .ws_read_buffer_size(WS_READ_BUFFER);
     let signaling_with = |store: Arc<dyn RoomStore>| {
         Arc::new(Signaling::new(store, node.id.clone(), limits, verifier))
     };
