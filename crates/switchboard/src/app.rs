@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::http::HeaderValue;
+use axum::extract::{OriginalUri, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use axum::routing::get;
 use socketioxide::SocketIo;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -20,6 +21,12 @@ use crate::signaling::{self, Limits, Signaling};
 
 /// How long shutdown waits for closed sockets to announce their departure.
 const SESSIONS_END_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Bytes tungstenite allocates per WebSocket for reading, and reads per syscall at most
+/// (engineioxide's default is 4 KiB). A frame larger than this still arrives whole: the buffer
+/// grows to the frame's length, read in chunks of this size. Signaling frames are mostly
+/// small (candidates ~200 B, descriptions a few KiB), and an idle socket pays for every byte.
+const WS_READ_BUFFER: usize = 1024;
 
 /// State shared by the HTTP handlers.
 pub struct AppState {
@@ -97,7 +104,8 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         .ping_interval(config.ping_interval())
         .ping_timeout(config.ping_timeout())
         .max_payload(config.max_polling_body())
-        .max_buffer_size(config.max_buffered_packets as usize);
+        .max_buffer_size(config.max_buffered_packets as usize)
+        .ws_read_buffer_size(WS_READ_BUFFER);
     let signaling_with = |store: Arc<dyn RoomStore>| {
         Arc::new(Signaling::new(store, node.id.clone(), limits, verifier))
     };
@@ -132,7 +140,9 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
             )
         }
     };
-    let router = router.layer(cors(config)?);
+    let router = router
+        .layer(cors(config)?)
+        .layer(axum::middleware::map_request(detach_head));
     Ok(App {
         router,
         state,
@@ -161,6 +171,38 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/health", get(http::health))
         .route("/cluster", get(http::cluster))
         .with_state(state)
+}
+
+/// Gives the request its own copies of the URI and header values.
+///
+/// hyper parses a request head in place: the URI and every header value are slices of the
+/// connection's read buffer (16 KiB), and any one of them keeps the whole buffer alive.
+/// engineioxide keeps the upgrade request's parts (URI, headers, extensions, including axum's
+/// `OriginalUri`) for the socket's whole life, so without these copies every WebSocket pins
+/// that buffer long after the upgrade: 16 KiB of a ~36 KiB idle socket.
+async fn detach_head(req: Request) -> Request {
+    let (mut parts, body) = req.into_parts();
+    let uri = detach_uri(&parts.uri);
+    if let Some(original) = parts.extensions.get_mut::<OriginalUri>() {
+        original.0 = detach_uri(&original.0);
+    }
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        // Cannot fail: the bytes come from a valid value.
+        let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) else {
+            continue;
+        };
+        copy.set_sensitive(value.is_sensitive());
+        // Standard names are static; other names were already copied out by hyper.
+        headers.append(HeaderName::clone(name), copy);
+    }
+    parts.uri = uri;
+    parts.headers = headers;
+    Request::from_parts(parts, body)
+}
+
+fn detach_uri(uri: &Uri) -> Uri {
+    Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
 }
 
 fn cors(config: &Config) -> Result<CorsLayer, BuildError> {
