@@ -22,6 +22,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest step request body.
 const MAX_STEP_BODY: usize = 64 * 1024;
 
+/// The node options `limits.test.mjs` is written for (its expectations assume exactly these),
+/// whether it runs against one node or a cluster.
+pub const LIMITS_TEST_ARGS: [&str; 8] = [
+    "--max-room-size",
+    "3",
+    "--rate-limit",
+    "5",
+    "--rate-burst",
+    "10",
+    "--max-payload",
+    "4096",
+];
+
 /// `tests/js` in the workspace.
 pub fn js_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/js")

@@ -23,7 +23,7 @@ mod redis_cluster;
 mod wait;
 
 pub use cluster::{Cluster, NODE_TTL_SECS};
-pub use js::{js_dir, run_node_test, run_node_test_with_steps};
+pub use js::{LIMITS_TEST_ARGS, js_dir, run_node_test, run_node_test_with_steps};
 pub use node::Node;
 pub use port::free_port;
 pub use redis::{Redis, Reply};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_testkit::{
-    Cluster, NODE_TTL_SECS, Node, Redis, RedisCluster, free_port, run_node_test,
+    Cluster, LIMITS_TEST_ARGS, NODE_TTL_SECS, Node, Redis, RedisCluster, free_port, run_node_test,
     run_node_test_with_steps, wait_until,
 };
 
@@ -80,17 +80,7 @@ fn protocol_split_over_two_nodes_polling() {
 /// Room capacity (cluster-wide), rate and size limits with peers split across two nodes.
 #[test]
 fn limits_split_over_two_nodes() {
-    let args = [
-        "--max-room-size",
-        "3",
-        "--rate-limit",
-        "5",
-        "--rate-burst",
-        "10",
-        "--max-payload",
-        "4096",
-    ];
-    let mut cluster = Cluster::start(BIN, 2, &args);
+    let mut cluster = Cluster::start(BIN, 2, &LIMITS_TEST_ARGS);
     run_scenario(&mut cluster, "limits.test.mjs", "websocket");
     assert_all_running(&mut cluster);
 }

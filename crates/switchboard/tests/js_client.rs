@@ -3,7 +3,7 @@
 //! Each test starts its own node with the configuration the scenario needs and runs one file
 //! of `tests/js` against it; the node is killed when the test ends, pass or fail.
 
-use switchboard_testkit::{Node, run_node_test};
+use switchboard_testkit::{LIMITS_TEST_ARGS, Node, run_node_test};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -31,19 +31,7 @@ fn protocol_over_polling() {
 /// Room capacity, rate limiting and payload size limits.
 #[test]
 fn limits() {
-    let node = Node::spawn(
-        BIN,
-        &[
-            "--max-room-size",
-            "3",
-            "--rate-limit",
-            "5",
-            "--rate-burst",
-            "10",
-            "--max-payload",
-            "4096",
-        ],
-    );
+    let node = Node::spawn(BIN, &LIMITS_TEST_ARGS);
     run_node_test("limits.test.mjs", &env(&node, "websocket"));
 }
 
