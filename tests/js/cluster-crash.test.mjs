@@ -20,7 +20,7 @@ import {
   step,
   waitForCount,
 } from './lib/harness.mjs';
-import { expectDepartures, fields, mediaKey, membersKey } from './lib/cluster.mjs';
+import { expectDepartures, fields, mediaKey, membersKey, roomWithTwoOnNode2 } from './lib/cluster.mjs';
 
 afterEach(closeAll);
 
@@ -30,21 +30,6 @@ assert.equal(SERVER_URLS.length, 3, 'this file runs against three nodes');
 const CLEANUP_BOUND_MS = NODE_TTL_MS + 5000;
 /** How long after the last expected departure a duplicate (a second reaper) is looked for. */
 const DUPLICATE_WINDOW_MS = 2500;
-
-/** A room with survivors `a` (node 0) and `b` (node 1) and two members of node 2 between them. */
-async function roomWithTwoOnNode2(label) {
-  const room = roomId(label);
-  const [a, c1, b, c2] = await Promise.all([0, 2, 1, 2].map((node) => connect({ node })));
-  await join(a, room, 'a');
-  await join(c1, room, 'c1');
-  await join(b, room, 'b');
-  await join(c2, room, 'c2');
-  await ask(c1, 'media-state', { roomId: room, mic: true, cam: false });
-  await waitForCount(b, 'user-connected', 3);
-  await waitForCount(a, 'media-state', 1);
-  await waitForCount(b, 'media-state', 1);
-  return { room, a, b, dead: [c1.id, c2.id] };
-}
 
 test('the members of a SIGKILLed node are announced gone, once each, to their rooms on the surviving nodes, and leave no ghost in Redis', async () => {
   const [room1, room2, room3, room4] = [roomId('r1'), roomId('r2'), roomId('r3'), roomId('r4')];

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 
-import { sleep, step } from './harness.mjs';
+import { ask, connect, join, roomId, sleep, step, waitForCount } from './harness.mjs';
 
 /** The hash of a room's members: socket id -> {"name","node","joined_at_ms"}. */
 export const membersKey = (room) => `sb:room:{${room}}:members`;
@@ -61,4 +61,19 @@ export async function expectDepartures(expected, marks, since, boundMs, duplicat
     assert.deepEqual([...new Set(departures)].sort(), [...ids].sort(), `${socket.id}: departures`);
   }
   return elapsed;
+}
+
+/** A room with survivors `a` (node 0) and `b` (node 1) and two members of node 2 between them. */
+export async function roomWithTwoOnNode2(label) {
+  const room = roomId(label);
+  const [a, c1, b, c2] = await Promise.all([0, 2, 1, 2].map((node) => connect({ node })));
+  await join(a, room, 'a');
+  await join(c1, room, 'c1');
+  await join(b, room, 'b');
+  await join(c2, room, 'c2');
+  await ask(c1, 'media-state', { roomId: room, mic: true, cam: false });
+  await waitForCount(b, 'user-connected', 3);
+  await waitForCount(a, 'media-state', 1);
+  await waitForCount(b, 'media-state', 1);
+  return { room, a, b, dead: [c1.id, c2.id] };
 }
