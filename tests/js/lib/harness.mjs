@@ -125,6 +125,31 @@ export function received(socket, event) {
 }
 
 /**
+ * Asserts that peers who joined one room at the same moment each met every other peer exactly
+ * once, with exactly one #rtcio:init-offer per pair and never one in both directions (glare).
+ * Each pair is introduced once: the later joiner learns the earlier from its backfill, the
+ * earlier hears user-connected + init-offer live. Waits (bounded) until every offer is in.
+ */
+export async function expectEachPairMetOnce(peers) {
+  const pairs = (peers.length * (peers.length - 1)) / 2;
+  const offers = () => peers.reduce((n, p) => n + received(p, '#rtcio:init-offer').length, 0);
+  for (let i = 0; i < 100 && offers() < pairs; i++) await sleep(30);
+  await sleep(QUIET_MS);
+
+  assert.equal(offers(), pairs, 'one #rtcio:init-offer per pair');
+  for (const peer of peers) {
+    const met = received(peer, 'user-connected').map((u) => u.id);
+    const others = peers.filter((p) => p !== peer).map((p) => p.id);
+    assert.deepEqual([...met].sort(), [...others].sort(), `${peer.id} met each other peer once`);
+    for (const { source } of received(peer, '#rtcio:init-offer')) {
+      const offeredBack = received(peers.find((p) => p.id === source), '#rtcio:init-offer')
+        .some((o) => o.source === peer.id);
+      assert.equal(offeredBack, false, `${peer.id} and ${source} would both offer (glare)`);
+    }
+  }
+}
+
+/**
  * Resolves with the payload of the first `event` (received before or after this call) that
  * satisfies `predicate`; rejects after `timeoutMs`.
  */

@@ -229,16 +229,7 @@ pub async fn run(target: &Target, options: &ChurnOptions) -> Report {
         ));
     }
     let bar = target.progress(options.duration.as_secs() + 4, "churn");
-    let ticker = {
-        let bar = bar.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                interval.tick().await;
-                bar.inc(1);
-            }
-        })
-    };
+    let ticker = super::tick_each_second(&bar);
     let mut ends = Vec::new();
     while let Some(done) = churn_tasks.join_next().await {
         if let Ok(end) = done {

@@ -70,6 +70,19 @@ impl Target {
     }
 }
 
+/// Advances `bar` by one step a second until the returned task is aborted: the progress of a
+/// phase measured in seconds.
+pub fn tick_each_second(bar: &ProgressBar) -> tokio::task::JoinHandle<()> {
+    let bar = bar.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            interval.tick().await;
+            bar.inc(1);
+        }
+    })
+}
+
 /// Connects `count` sockets, socket `i` to `node(i)` from its source address, at most
 /// `target.concurrency` at a time. Returns each socket (or why it failed) in index order.
 pub async fn connect_all(

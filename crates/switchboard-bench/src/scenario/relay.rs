@@ -135,16 +135,7 @@ pub async fn run(target: &Target, options: &RelayOptions) -> Report {
     for (a, b) in pairs {
         tasks.spawn(pair::run(a, b, plan.clone()));
     }
-    let ticker = {
-        let bar = bar.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                interval.tick().await;
-                bar.inc(1);
-            }
-        })
-    };
+    let ticker = super::tick_each_second(&bar);
     let mut outcomes = Vec::new();
     while let Some(done) = tasks.join_next().await {
         if let Ok(outcome) = done {
