@@ -100,6 +100,26 @@ pub struct Config {
     /// A free-form region label for this node, listed by `GET /cluster`.
     #[arg(long, env = "REGION", default_value = "default")]
     pub region: String,
+
+    /// Seconds a draining node lets existing sockets finish their calls and leave on their
+    /// own before it starts moving them to other nodes (see docs/operations.md).
+    #[arg(long, env = "DRAIN_WAIT", default_value_t = 10)]
+    pub drain_wait: u64,
+
+    /// Seconds over which a draining node disconnects its remaining sockets, in small
+    /// batches, so they reconnect elsewhere without a thundering herd.
+    #[arg(long, env = "DRAIN_SPREAD", default_value_t = 20)]
+    pub drain_spread: u64,
+
+    /// ICE servers handed to the demo page at `/` (`GET /ice-servers`), as a JSON array of
+    /// RTCIceServer objects, e.g. `[{"urls":"stun:stun.example.com:3478"}]`. Default: none
+    /// (host candidates only, enough on one machine or LAN).
+    #[arg(long, env = "ICE_SERVERS", default_value = "[]")]
+    pub ice_servers: String,
+
+    /// Bearer token for the admin endpoints (`POST /admin/drain`). Unset: they answer 404.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// A node id is part of Redis keys (inside a hash tag) and of log lines: keep it plain.
@@ -139,6 +159,14 @@ impl Config {
 
     pub fn node_ttl(&self) -> Duration {
         Duration::from_secs(self.node_ttl)
+    }
+
+    pub fn drain_wait(&self) -> Duration {
+        Duration::from_secs(self.drain_wait)
+    }
+
+    pub fn drain_spread(&self) -> Duration {
+        Duration::from_secs(self.drain_spread)
     }
 
     pub fn advertise_url(&self) -> String {
