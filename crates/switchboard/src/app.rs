@@ -8,13 +8,14 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use axum::routing::get;
+use axum::routing::{get, post};
 use socketioxide::SocketIo;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::auth::TokenVerifier;
 use crate::cluster::{Cluster, ClusterAdapter, InvalidRedisUrl, NodeIdentity};
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::http;
 use crate::rooms::{MemoryRoomStore, RoomStore, now_ms};
 use crate::signaling::{self, Limits, Signaling};
@@ -35,6 +36,9 @@ pub struct AppState {
     pub node: NodeIdentity,
     /// Present in cluster mode.
     pub cluster: Option<Arc<Cluster>>,
+    pub drain: Arc<Drain>,
+    /// `--admin-token`; the admin endpoints exist only when it is set.
+    pub admin_token: Option<String>,
 }
 
 /// Why the configuration cannot be served.
@@ -62,6 +66,18 @@ enum Sockets {
 }
 
 impl App {
+    /// Drains the node (see `drain`) once the drain has begun, then shuts it down. Returns
+    /// when the node may exit.
+    pub async fn drain(&self) {
+        let state = &self.state;
+        state.drain.begun().await;
+        if let Some(cluster) = &state.cluster {
+            cluster.cordon(&state.signaling).await;
+        }
+        state.drain.run(&state.signaling).await;
+        self.shutdown().await;
+    }
+
     /// Ends every session (peers hear the departures), waits a bounded time for that, closes
     /// the connections (clients reconnect, to another node behind a balancer), then leaves
     /// the cluster.
@@ -115,7 +131,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
             let signaling = signaling_with(Arc::new(MemoryRoomStore::new()));
             let (layer, io) = sockets.build_layer();
             io.ns("/", signaling::connect_handler(signaling.clone()));
-            let state = AppState::new(signaling, node, None);
+            let state = AppState::new(config, signaling, node, None);
             (
                 state.clone(),
                 routes(state).layer(layer),
@@ -132,7 +148,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
                 .await
                 .map_err(|e| BuildError::Adapter(e.to_string()))?;
             cluster.clone().run(io.clone(), signaling.clone());
-            let state = AppState::new(signaling, node, Some(cluster));
+            let state = AppState::new(config, signaling, node, Some(cluster));
             (
                 state.clone(),
                 routes(state).layer(layer),
@@ -142,7 +158,11 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
     };
     let router = router
         .layer(cors(config)?)
-        .layer(axum::middleware::map_request(detach_head));
+        .layer(axum::middleware::map_request(detach_head))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::admission,
+        ));
     Ok(App {
         router,
         state,
@@ -152,6 +172,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
 
 impl AppState {
     fn new(
+        config: &Config,
         signaling: Arc<Signaling>,
         node: NodeIdentity,
         cluster: Option<Arc<Cluster>>,
@@ -161,6 +182,8 @@ impl AppState {
             started: Instant::now(),
             node,
             cluster,
+            drain: Arc::new(Drain::new(config.drain_wait(), config.drain_spread())),
+            admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         })
     }
 }
@@ -169,7 +192,9 @@ impl AppState {
 fn routes(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(http::health))
+        .route("/ready", get(http::ready))
         .route("/cluster", get(http::cluster))
+        .route("/admin/drain", post(http::drain))
         .with_state(state)
 }
 

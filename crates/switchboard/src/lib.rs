@@ -14,6 +14,8 @@ pub mod app;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod connections;
+pub mod drain;
 pub mod http;
 pub mod rooms;
 pub mod signaling;

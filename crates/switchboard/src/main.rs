@@ -1,12 +1,12 @@
-//! The `switchboard` binary: read the configuration, serve, stop on Ctrl-C or SIGTERM.
+//! The `switchboard` binary: read the configuration, serve, drain on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use axum::serve::ListenerExt;
 use clap::Parser;
 use switchboard::app;
 use switchboard::config::{Config, LogFormat};
+use switchboard::connections::{Peer, TrackedListener};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -45,22 +45,15 @@ async fn main() -> ExitCode {
         "switchboard listening"
     );
 
-    // Signaling is many small writes (a description, then candidates): without TCP_NODELAY,
-    // Nagle's algorithm holds each write behind the peer's delayed ACK, up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
     let app = std::sync::Arc::new(app);
-    let closing = app.clone();
-    let served = axum::serve(listener, app.router.clone())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Close the sockets first: long-polling requests would otherwise hold the
-            // graceful shutdown open for up to a ping interval.
-            closing.shutdown().await;
-        })
+    tokio::spawn(count_signals(app.clone()));
+    let draining = app.clone();
+    let service = app
+        .router
+        .clone()
+        .into_make_service_with_connect_info::<Peer>();
+    let served = axum::serve(TrackedListener(listener), service)
+        .with_graceful_shutdown(async move { draining.drain().await })
         .await;
     if let Err(e) = served {
         tracing::error!("server error: {e}");
@@ -80,8 +73,22 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+/// The first SIGTERM or SIGINT starts the drain (unless a drain already runs); the second
+/// exits at once, for an operator who cannot wait.
+async fn count_signals(app: std::sync::Arc<app::App>) {
+    signal().await;
+    if app.state.drain.begin() {
+        tracing::info!("signal received: draining (a second signal exits at once)");
+    } else {
+        tracing::info!("signal received while draining (a second signal exits at once)");
+    }
+    signal().await;
+    tracing::warn!("second signal: exiting without finishing the drain");
+    std::process::exit(1);
+}
+
+/// Resolves on the next Ctrl-C (SIGINT) or SIGTERM.
+async fn signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -100,5 +107,4 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-    tracing::info!("shutting down");
 }

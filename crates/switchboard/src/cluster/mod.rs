@@ -19,6 +19,7 @@ mod registry;
 mod upkeep;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use socketioxide::adapter::Emitter;
@@ -48,7 +49,7 @@ pub struct NodeIdentity {
 
 impl NodeIdentity {
     /// What this node tells the registry (and `GET /cluster`) about itself now.
-    pub fn describe(&self, signaling: &Signaling) -> NodeInfo {
+    pub fn describe(&self, signaling: &Signaling, draining: bool) -> NodeInfo {
         NodeInfo {
             id: self.id.clone(),
             url: self.url.clone(),
@@ -56,7 +57,7 @@ impl NodeIdentity {
             started_at_ms: self.started_at_ms,
             sockets: signaling.connected_sockets(),
             rooms: signaling.store.local_rooms(),
-            draining: false,
+            draining,
             heartbeat_ms: now_ms(),
         }
     }
@@ -70,6 +71,8 @@ pub struct Cluster {
     pub node: NodeIdentity,
     /// A node silent this long is dead.
     ttl: Duration,
+    /// Set when the node starts draining; heartbeats carry it to `GET /cluster`.
+    draining: AtomicBool,
 }
 
 impl Cluster {
@@ -92,6 +95,7 @@ impl Cluster {
             link,
             node,
             ttl,
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -105,6 +109,20 @@ impl Cluster {
 
     fn heartbeat_every(&self) -> Duration {
         (self.ttl / 5).max(Duration::from_millis(200))
+    }
+
+    /// Marks this node draining in the registry at once, not at the next heartbeat.
+    pub async fn cordon(&self, signaling: &Signaling) {
+        self.draining.store(true, Ordering::Relaxed);
+        if let Err(e) = self.registry.heartbeat(&self.describe(signaling)).await {
+            tracing::warn!(error = %e, "could not mark this node draining in the registry");
+        }
+    }
+
+    /// What this node tells the registry about itself now.
+    pub fn describe(&self, signaling: &Signaling) -> NodeInfo {
+        self.node
+            .describe(signaling, self.draining.load(Ordering::Relaxed))
     }
 
     /// Leaves the cluster cleanly: removes this node from the registry, so nobody waits for

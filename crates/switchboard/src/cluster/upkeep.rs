@@ -103,11 +103,7 @@ impl Cluster {
             upkeep.in_sync_since = Some(Instant::now());
             upkeep.registered = false;
         }
-        match self
-            .registry
-            .heartbeat(&self.node.describe(signaling))
-            .await
-        {
+        match self.registry.heartbeat(&self.describe(signaling)).await {
             Ok(false) if upkeep.registered => {
                 tracing::warn!("Redis lost this node's state; writing it again");
                 upkeep.in_sync_since = None;

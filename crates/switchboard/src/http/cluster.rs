@@ -25,7 +25,11 @@ pub struct ClusterView {
 pub async fn cluster(State(state): State<Arc<AppState>>) -> Response {
     let node = state.node.id.clone();
     let nodes = match &state.cluster {
-        None => vec![state.node.describe(&state.signaling)],
+        None => vec![
+            state
+                .node
+                .describe(&state.signaling, state.drain.is_draining()),
+        ],
         Some(cluster) => match cluster.registry.live().await {
             Ok(nodes) => nodes,
             Err(e) => {

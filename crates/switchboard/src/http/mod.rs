@@ -1,8 +1,14 @@
-//! Plain HTTP endpoints beside socket.io. Handlers are plain async functions that take the
-//! shared state explicitly.
+//! Plain HTTP endpoints beside socket.io, and the gate in front of it. Handlers are plain
+//! async functions that take the shared state explicitly.
 
+mod admin;
+mod admission;
 mod cluster;
 mod health;
+mod ready;
 
+pub use admin::drain;
+pub use admission::admission;
 pub use cluster::cluster;
 pub use health::health;
+pub use ready::ready;

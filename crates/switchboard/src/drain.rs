@@ -1,0 +1,142 @@
+//! Graceful drain: take a node out of service without breaking anyone's call set-up.
+//!
+//! Three phases, as operators of real-time systems run them:
+//!
+//! 1. **cordon**: `/ready` answers 503, new socket.io handshakes get 503 (a balancer retries
+//!    them on another node), and the node tells the registry it is draining. Existing sockets
+//!    keep working.
+//! 2. **wait**: sockets may finish their calls and leave on their own, for up to
+//!    `--drain-wait`.
+//! 3. **move**: the sockets still there are cut off in small batches spread over
+//!    `--drain-spread`, so they reconnect to other nodes without a thundering herd (see
+//!    `connections` for how). Then the node ends the remaining sessions, closes, leaves the
+//!    registry and exits.
+//!
+//! A signal (SIGTERM, SIGINT) or `POST /admin/drain` starts it; `main` runs it and exits.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::connections::WebSockets;
+use crate::signaling::Signaling;
+
+/// How often the move phase cuts a batch.
+const MOVE_TICK: Duration = Duration::from_millis(250);
+
+/// Where a node is in its drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Serving,
+    Waiting,
+    Moving,
+    Closing,
+}
+
+/// The drain state of this node, shared by the HTTP handlers, the cordon middleware and
+/// `main`.
+#[derive(Debug)]
+pub struct Drain {
+    phase: watch::Sender<Phase>,
+    /// Connections carrying a WebSocket: what the move phase cuts.
+    pub websockets: WebSockets,
+    wait: Duration,
+    spread: Duration,
+}
+
+impl Drain {
+    pub fn new(wait: Duration, spread: Duration) -> Self {
+        Self {
+            phase: watch::Sender::new(Phase::Serving),
+            websockets: WebSockets::default(),
+            wait,
+            spread,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.phase() != Phase::Serving
+    }
+
+    /// Cordons the node. Returns false if it was draining already.
+    pub fn begin(&self) -> bool {
+        self.phase.send_if_modified(|phase| {
+            let serving = *phase == Phase::Serving;
+            if serving {
+                *phase = Phase::Waiting;
+            }
+            serving
+        })
+    }
+
+    /// Resolves once the drain has begun, however it was started.
+    pub async fn begun(&self) {
+        let mut phase = self.phase.subscribe();
+        let _ = phase.wait_for(|p| *p != Phase::Serving).await;
+    }
+
+    /// The wait and move phases: returns when no socket is left or the move phase is over.
+    /// The caller then closes what remains (long-polling sockets) and exits.
+    pub async fn run(&self, signaling: &Signaling) {
+        let sockets = || signaling.connected_sockets();
+        tracing::info!(
+            sockets = sockets(),
+            wait_secs = self.wait.as_secs(),
+            spread_secs = self.spread.as_secs(),
+            "draining: new connections refused, waiting for sockets to leave"
+        );
+        let waited = Instant::now() + self.wait;
+        while sockets() > 0 && Instant::now() < waited {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if sockets() == 0 {
+            return;
+        }
+
+        self.phase.send_replace(Phase::Moving);
+        let ticks = (self.spread.as_millis() / MOVE_TICK.as_millis()).max(1) as usize;
+        tracing::info!(
+            sockets = sockets(),
+            websockets = self.websockets.open(),
+            "draining: moving the remaining sockets to other nodes"
+        );
+        let mut interval = tokio::time::interval(MOVE_TICK);
+        for tick in 0..ticks {
+            interval.tick().await;
+            if sockets() == 0 {
+                break;
+            }
+            // Even batches over the ticks left, recomputed as sockets also leave on their own.
+            let open = self.websockets.open();
+            let batch = open.div_ceil(ticks - tick);
+            let cut = self.websockets.cut(batch);
+            tracing::debug!(cut, open, "draining: cut a batch of WebSockets");
+        }
+        self.phase.send_replace(Phase::Closing);
+        tracing::info!(
+            sockets = sockets(),
+            "draining: closing the remaining (long-polling) sockets"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn begins_once() {
+        let drain = Drain::new(Duration::ZERO, Duration::ZERO);
+        assert!(!drain.is_draining());
+        assert!(drain.begin());
+        assert!(drain.is_draining());
+        assert!(!drain.begin());
+        assert_eq!(drain.phase(), Phase::Waiting);
+    }
+}

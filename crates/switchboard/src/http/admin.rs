@@ -1,0 +1,71 @@
+//! `POST /admin/drain`: start draining this node, as SIGTERM would, from a deploy script or an
+//! operator's terminal. Guarded by `--admin-token` (Bearer); without a token the admin
+//! endpoints do not exist (404), so an unconfigured node cannot be drained by anyone who
+//! reaches its port.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::drain::Phase;
+
+#[derive(Debug, Serialize)]
+pub struct DrainStarted {
+    /// False when the node was draining already.
+    pub started: bool,
+    pub phase: Phase,
+    pub sockets: usize,
+}
+
+pub async fn drain(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let Some(expected) = &state.admin_token else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !presented.is_some_and(|token| same_secret(token, expected)) {
+        let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
+        return (
+            StatusCode::UNAUTHORIZED,
+            challenge,
+            "missing or wrong admin token\n",
+        )
+            .into_response();
+    }
+    let started = state.drain.begin();
+    if started {
+        tracing::info!("drain requested over HTTP");
+    }
+    let body = DrainStarted {
+        started,
+        phase: state.drain.phase(),
+        sockets: state.signaling.connected_sockets(),
+    };
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// Compares in time that does not depend on where the strings differ.
+fn same_secret(presented: &str, expected: &str) -> bool {
+    let (a, b) = (presented.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn compares_secrets() {
+        assert!(same_secret("s3cret", "s3cret"));
+        assert!(!same_secret("s3cret", "s3creT"));
+        assert!(!same_secret("s3cret", "s3cret!"));
+        assert!(!same_secret("", "x"));
+    }
+}
