@@ -1,6 +1,7 @@
-// A graceful stop: a node receiving SIGTERM closes its sockets, and their departures reach
-// their rooms on the other nodes (once each, as on any disconnect); the node's members leave
-// the room hashes, and no reaper announces them a second time.
+// A graceful stop: a node receiving SIGTERM drains (here with no wait and a one-second
+// spread) and closes its sockets, and their departures reach their rooms on the other nodes
+// (once each, as on any disconnect); the node's members leave the room hashes, and no reaper
+// announces them a second time.
 //
 // Runs against three nodes with --node-ttl 3 (crates/switchboard/tests/cluster.rs,
 // `graceful_stop`); node 2 is the one stopped.

@@ -15,6 +15,8 @@ pub const NODE_TTL_SECS: u64 = 3;
 /// its Redis link is up (it must start even when Redis is down), refusing joins meanwhile, so
 /// a cluster is handed to a test only once every node reports `"redis": "up"`.
 const LINK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest graceful stop a `drain-node` step waits for (tests set short drain times).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Redis plus `switchboard` nodes named `node-0`, `node-1`, ... Everything is killed on drop.
 pub struct Cluster {
@@ -77,6 +79,8 @@ impl Cluster {
     /// | `kill-node/<i>` | SIGKILL node `i` | `true` |
     /// | `restart-node/<i>` | SIGKILL node `i` if it runs, start it again (same id, port, args), wait until its Redis link is up | `true` |
     /// | `term-node/<i>` | SIGTERM node `i`, wait up to 10 s for it to exit | whether it exited |
+    /// | `drain-node/<i>` | SIGTERM node `i` (it drains), wait up to 60 s for it to exit | `{"exited_after_ms": …}` |
+    /// | `drain-restart/<i>` | `drain-node/<i>`, then start it again and wait until its Redis link is up | `{"exited_after_ms": …}` |
     /// | `kill-redis` | SIGKILL Redis | `true` |
     /// | `restart-redis` | start an empty Redis on the same port | `true` |
     /// | `redis` | run the command whose arguments are the body's lines | the reply |
@@ -100,6 +104,19 @@ impl Cluster {
             "term-node" => {
                 let exited = self.node_mut(arg)?.terminate(Duration::from_secs(10));
                 Ok(exited.to_string())
+            }
+            "drain-node" => {
+                let exited_after = drain(self.node_mut(arg)?)?;
+                Ok(format!("{{\"exited_after_ms\":{exited_after}}}"))
+            }
+            "drain-restart" => {
+                let node = self.node_mut(arg)?;
+                let exited_after = drain(node)?;
+                node.relaunch();
+                if !node.wait_redis("up", LINK_TIMEOUT) {
+                    return Err(format!("relaunched node {arg} did not connect to Redis"));
+                }
+                Ok(format!("{{\"exited_after_ms\":{exited_after}}}"))
             }
             "kill-redis" => {
                 self.redis.kill();
@@ -132,4 +149,16 @@ impl Cluster {
             .map_err(|e| format!("bad node index {index:?}: {e}"))?;
         self.nodes.get_mut(i).ok_or_else(|| format!("no node {i}"))
     }
+}
+
+/// SIGTERMs a node and waits for it to finish draining and exit; returns the milliseconds
+/// that took.
+fn drain(node: &mut Node) -> Result<u128, String> {
+    let started = std::time::Instant::now();
+    if !node.terminate(DRAIN_TIMEOUT) {
+        return Err(format!(
+            "node did not exit within {DRAIN_TIMEOUT:?} of SIGTERM"
+        ));
+    }
+    Ok(started.elapsed().as_millis())
 }

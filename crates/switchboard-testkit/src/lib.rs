@@ -11,11 +11,13 @@
 //! - [`RedisCluster`]: three cluster-mode `redis-server`s forming a real Redis Cluster.
 //! - [`Cluster`]: Redis plus several nodes sharing it, and the steps JavaScript scenarios ask
 //!   for (kill a node, restart Redis, run a Redis command).
+//! - [`Nginx`]: nginx configured by the shipped `docker/nginx.conf`, in front of test nodes.
 //! - [`run_node_test`], [`run_node_test_with_steps`]: the socket.io JavaScript client tests.
 //! - [`wait_until`]: bounded polling.
 
 mod cluster;
 mod js;
+mod nginx;
 mod node;
 mod port;
 mod redis;
@@ -24,6 +26,7 @@ mod wait;
 
 pub use cluster::{Cluster, NODE_TTL_SECS};
 pub use js::{LIMITS_TEST_ARGS, js_dir, run_node_test, run_node_test_with_steps};
+pub use nginx::Nginx;
 pub use node::Node;
 pub use port::free_port;
 pub use redis::{Redis, Reply};

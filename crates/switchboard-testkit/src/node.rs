@@ -55,6 +55,13 @@ impl Node {
     /// restart, as a supervisor would do it.
     pub fn restart(&mut self) {
         self.kill();
+        self.relaunch();
+    }
+
+    /// Starts the node again, after it exited (a graceful stop, say), with the same arguments
+    /// on the same port, and waits until its `/health` answers. Kills it first if it runs.
+    pub fn relaunch(&mut self) {
+        self.kill();
         self.child = start(&self.binary, &self.args, self.port, &self.log);
         self.exited = false;
         self.wait_healthy();

@@ -20,9 +20,6 @@ use crate::http;
 use crate::rooms::{MemoryRoomStore, RoomStore, now_ms};
 use crate::signaling::{self, Limits, Signaling};
 
-/// How long shutdown waits for closed sockets to announce their departure.
-const SESSIONS_END_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Bytes tungstenite allocates per WebSocket for reading, and reads per syscall at most
 /// (engineioxide's default is 4 KiB). A frame larger than this still arrives whole: the buffer
 /// grows to the frame's length, read in chunks of this size. Signaling frames are mostly
@@ -66,29 +63,28 @@ enum Sockets {
 }
 
 impl App {
-    /// Drains the node (see `drain`) once the drain has begun, then shuts it down. Returns
-    /// when the node may exit.
+    /// Drains the node (see `drain`) once the drain has begun, then closes it. Returns when
+    /// the node may exit: within `--drain-wait` + `--drain-spread` of the start.
     pub async fn drain(&self) {
         let state = &self.state;
         state.drain.begun().await;
         if let Some(cluster) = &state.cluster {
             cluster.cordon(&state.signaling).await;
         }
-        state.drain.run(&state.signaling).await;
-        self.shutdown().await;
+        let deadline = state.drain.run(&state.signaling).await;
+        self.close(deadline).await;
     }
 
-    /// Ends every session (peers hear the departures), waits a bounded time for that, closes
-    /// the connections (clients reconnect, to another node behind a balancer), then leaves
-    /// the cluster.
+    /// Ends every remaining session (peers hear the departures), waits until `deadline` at
+    /// most for that, closes the connections (clients reconnect, to another node behind a
+    /// balancer), then leaves the cluster.
     ///
     /// Sessions are ended first because socketioxide 0.18's `close` does not run disconnect
     /// handlers, so departures would go unannounced until a survivor reaped this node.
-    pub async fn shutdown(&self) {
+    async fn close(&self, deadline: tokio::time::Instant) {
         let signaling = &self.state.signaling;
         signaling.end_sessions();
-        let deadline = Instant::now() + SESSIONS_END_WAIT;
-        while signaling.connected_sockets() > 0 && Instant::now() < deadline {
+        while signaling.connected_sockets() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         match &self.sockets {

@@ -6,8 +6,9 @@
 //! stays gone. So a move cuts the connection underneath instead: every accepted stream is a
 //! [`TrackedStream`] with a [`Cut`] switch; requests that upgrade to a WebSocket register
 //! their switch in [`WebSockets`]. Cutting ends the stream (reads see end-of-file, writes
-//! fail), the WebSocket library sees the peer gone, socketioxide runs the disconnect handler
-//! (peers hear the departure), and the client sees a transport close and reconnects.
+//! fail, a FIN goes out), the WebSocket library sees the peer gone, socketioxide runs the
+//! disconnect handler (peers hear the departure), and the client sees a transport close and
+//! reconnects.
 //!
 //! Long-polling sockets have no connection of their own to cut; they move when the node
 //! closes the rest at the end of the drain.
@@ -63,7 +64,14 @@ impl Listener for TrackedListener {
                         tracing::debug!("cannot set TCP_NODELAY: {e}");
                     }
                     let cut = Arc::new(Cut::default());
-                    return (TrackedStream { stream, cut }, addr);
+                    return (
+                        TrackedStream {
+                            stream,
+                            cut,
+                            shut: false,
+                        },
+                        addr,
+                    );
                 }
                 // Out of file descriptors or memory: back off instead of spinning. Errors of
                 // one connection (reset before accept) concern only that connection.
@@ -90,6 +98,8 @@ fn is_resource_error(e: &io::Error) -> bool {
 pub struct TrackedStream {
     stream: TcpStream,
     cut: Arc<Cut>,
+    /// Whether the write side was shut down after the cut.
+    shut: bool,
 }
 
 impl AsyncRead for TrackedStream {
@@ -100,6 +110,13 @@ impl AsyncRead for TrackedStream {
     ) -> Poll<io::Result<()>> {
         self.cut.reader.register(cx.waker());
         if self.cut.is_cut() {
+            // Tell the other end now (FIN): the WebSocket library stops at end-of-file but
+            // keeps the connection open until its writer side is dropped, which for an idle
+            // socket is the next ping, 25 s later.
+            if !self.shut {
+                self.shut = true;
+                let _ = Pin::new(&mut self.stream).poll_shutdown(cx);
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.stream).poll_read(cx, buf)
@@ -250,6 +267,10 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0);
         assert!(write_failed);
-        drop(client);
+        // The client sees the connection end without waiting for the server to drop it.
+        let mut client = client;
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), client.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0))), "client saw {read:?}");
     }
 }

@@ -81,10 +81,12 @@ impl Drain {
         let _ = phase.wait_for(|p| *p != Phase::Serving).await;
     }
 
-    /// The wait and move phases: returns when no socket is left or the move phase is over.
-    /// The caller then closes what remains (long-polling sockets) and exits.
-    pub async fn run(&self, signaling: &Signaling) {
+    /// The wait and move phases. Returns the deadline by which the caller must have closed
+    /// what remains (long-polling sockets, and sessions still ending) so the node exits within
+    /// `--drain-wait` + `--drain-spread`.
+    pub async fn run(&self, signaling: &Signaling) -> Instant {
         let sockets = || signaling.connected_sockets();
+        let deadline = Instant::now() + self.wait + self.spread;
         tracing::info!(
             sockets = sockets(),
             wait_secs = self.wait.as_secs(),
@@ -96,11 +98,14 @@ impl Drain {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if sockets() == 0 {
-            return;
+            return deadline;
         }
 
         self.phase.send_replace(Phase::Moving);
-        let ticks = (self.spread.as_millis() / MOVE_TICK.as_millis()).max(1) as usize;
+        // The last fifth of the spread is left for the moved sockets' sessions to end (each
+        // announces its departure and updates room state) and for closing the rest.
+        let moving = self.spread.saturating_sub(self.spread / 5);
+        let ticks = (moving.as_millis() / MOVE_TICK.as_millis()).max(1) as usize;
         tracing::info!(
             sockets = sockets(),
             websockets = self.websockets.open(),
@@ -121,8 +126,9 @@ impl Drain {
         self.phase.send_replace(Phase::Closing);
         tracing::info!(
             sockets = sockets(),
-            "draining: closing the remaining (long-polling) sockets"
+            "draining: closing the remaining sockets"
         );
+        deadline
     }
 }
 

@@ -156,11 +156,11 @@ fn crash_cleanup() {
     assert!(cluster.nodes[0].is_running(), "{}", cluster.nodes[0].log());
 }
 
-/// A node stopped with SIGTERM: its members' departures reach the other nodes once each, and
-/// they leave the room hashes.
+/// A node stopped with SIGTERM (it drains, here with no wait and a one-second spread): its
+/// members' departures reach the other nodes once each, and they leave the room hashes.
 #[test]
 fn graceful_stop() {
-    let mut cluster = Cluster::start(BIN, 3, &[]);
+    let mut cluster = Cluster::start(BIN, 3, &["--drain-wait", "0", "--drain-spread", "1"]);
     run_scenario(&mut cluster, "cluster-stop.test.mjs", "websocket");
     for node in &mut cluster.nodes[..2] {
         assert!(

@@ -53,13 +53,13 @@ let opened = 0;
  * the moment the server accepts the connection. Most tests want `connect()` instead.
  *
  * `opts.node` picks the node (an index into SERVER_URLS); without it, successive sockets
- * alternate between the nodes. `socket.node` tells which one it is on. The other options go
- * to socket.io-client.
+ * alternate between the nodes. `socket.node` tells which one it is on. `opts.url` connects
+ * elsewhere (a proxy). The other options go to socket.io-client.
  */
 export function openSocket(opts = {}) {
-  const { node = opened++ % SERVER_URLS.length, ...clientOpts } = opts;
-  assert.ok(node >= 0 && node < SERVER_URLS.length, `no node ${node}`);
-  const socket = io(SERVER_URLS[node], {
+  const { node = opened++ % SERVER_URLS.length, url, ...clientOpts } = opts;
+  assert.ok(url || (node >= 0 && node < SERVER_URLS.length), `no node ${node}`);
+  const socket = io(url ?? SERVER_URLS[node], {
     transports: [TRANSPORT],
     forceNew: true,
     reconnection: false,

@@ -1,10 +1,20 @@
 //! The gate in front of socket.io: refuses new sessions while the node drains, and notes
 //! which connections carry a WebSocket so the drain can move them.
 //!
-//! A new session is an Engine.IO request without `sid`. While draining it gets
-//! `503 Service Unavailable` with `Retry-After: 1`: nginx (`proxy_next_upstream http_503`)
-//! sends it to another node, and a client talking to this node directly retries with its
-//! usual back-off. Requests of existing sessions (polls, upgrades) pass.
+//! While draining, these get `503 Service Unavailable` with `Retry-After: 1`, so nginx
+//! (`proxy_next_upstream http_503`) passes them to the next node, and a client talking to
+//! this node directly retries with its usual back-off:
+//!
+//! - a new session: an Engine.IO request without `sid`;
+//! - a WebSocket upgrade. A moved client whose address still hashes here upgrades its new
+//!   session (on another node) through this node first, and engineioxide would accept the
+//!   upgrade (101) before checking the session and then drop it, leaving the client stuck on
+//!   long-polling. A session of this node that has not upgraded yet stays on long-polling
+//!   until the drain closes it;
+//! - a long-poll of a session this node does not know (engineioxide's 400 "Session ID
+//!   unknown"), for the same moved clients.
+//!
+//! Long-polls of this node's own sessions pass.
 
 use std::sync::Arc;
 
@@ -29,15 +39,22 @@ pub async fn admission(State(state): State<Arc<AppState>>, req: Request, next: N
             .split('&')
             .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
     };
-    if state.drain.is_draining() && param("sid").is_none() {
-        let headers = [(header::RETRY_AFTER, "1")];
-        let body = r#"{"code":503,"message":"this node is draining: connect to another one"}"#;
-        return (StatusCode::SERVICE_UNAVAILABLE, headers, body).into_response();
+    let websocket = param("transport") == Some("websocket");
+    if state.drain.is_draining() && (param("sid").is_none() || websocket) {
+        return draining();
     }
-    if param("transport") == Some("websocket")
-        && let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<Peer>>()
-    {
+    if websocket && let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<Peer>>() {
         state.drain.websockets.register(&peer.cut);
     }
-    next.run(req).await
+    let response = next.run(req).await;
+    if response.status() == StatusCode::BAD_REQUEST && state.drain.is_draining() {
+        return draining();
+    }
+    response
+}
+
+fn draining() -> Response {
+    let headers = [(header::RETRY_AFTER, "1")];
+    let body = r#"{"code":503,"message":"this node is draining: connect to another one"}"#;
+    (StatusCode::SERVICE_UNAVAILABLE, headers, body).into_response()
 }

@@ -1,0 +1,54 @@
+//! Production topology: three nodes and Redis behind real nginx, configured by the shipped
+//! `docker/nginx.conf`; clients from different /24 networks on loopback so `ip_hash` spreads
+//! them. The scenarios are JavaScript files (the official socket.io client); this file starts
+//! the processes and answers their steps (drain a node, restart it).
+
+use switchboard_testkit::{Cluster, Nginx, run_node_test_with_steps};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// Three nodes (extra `args`) and nginx in front of them.
+fn cluster_behind_nginx(args: &[&str]) -> (Cluster, Nginx) {
+    let cluster = Cluster::start(BIN, 3, args);
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port()).collect();
+    let nginx = Nginx::spawn(&ports);
+    (cluster, nginx)
+}
+
+fn run(cluster: &mut Cluster, nginx: &Nginx, file: &str, extra_env: &[(&'static str, String)]) {
+    let mut env = cluster.js_env("websocket");
+    env.push(("SWITCHBOARD_PROXY_URL", nginx.url()));
+    env.extend_from_slice(extra_env);
+    run_node_test_with_steps(file, &env, |path, body| cluster.step(path, body));
+}
+
+/// ip_hash stickiness: long-polling clients never reach a node that does not know their
+/// session, the WebSocket upgrade works through the proxy, and peers on different nodes
+/// complete a call set-up. A 1 s ping interval makes every long-poll end each second.
+#[test]
+fn sticky_sessions_through_nginx() {
+    let (mut cluster, nginx) = cluster_behind_nginx(&["--ping-interval", "1"]);
+    run(&mut cluster, &nginx, "nginx.test.mjs", &[]);
+}
+
+/// Each node in turn drained (SIGTERM) and restarted while clients join, relay and leave.
+#[test]
+fn rolling_restart() {
+    let (mut cluster, nginx) = cluster_behind_nginx(&["--drain-wait", "1", "--drain-spread", "3"]);
+    run(&mut cluster, &nginx, "rolling-restart.test.mjs", &[]);
+}
+
+/// SIGTERM on a node holding 1,000 sockets: it exits within drain-wait + drain-spread and
+/// every client is back in its room on another node.
+#[test]
+fn drain_moves_every_socket() {
+    let (wait, spread) = ("2", "10");
+    let (mut cluster, nginx) =
+        cluster_behind_nginx(&["--drain-wait", wait, "--drain-spread", spread]);
+    let env = [
+        ("DRAIN_WAIT_SECS", wait.to_string()),
+        ("DRAIN_SPREAD_SECS", spread.to_string()),
+        ("DRAIN_TEST_SOCKETS", "1000".to_string()),
+    ];
+    run(&mut cluster, &nginx, "drain.test.mjs", &env);
+}

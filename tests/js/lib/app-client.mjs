@@ -1,0 +1,111 @@
+// A long-lived client that behaves like an rtc.io app behind a balancer: it connects through
+// nginx, joins its room on every (re)connect (a reconnected socket has a new id and no room,
+// socketioxide has no connection-state recovery), tracks its roommates from user-connected /
+// user-disconnected, and records every relay it sends and receives so a test can tell which
+// ones were owed and lost.
+
+import { openVia } from './proxy.mjs';
+
+/** How long an ack may take before a relay or a join counts as failed. */
+const ACK_TIMEOUT_MS = 5000;
+
+export class AppClient {
+  constructor(address, room, name) {
+    this.address = address;
+    this.room = room;
+    this.name = name;
+    /** Every socket id this client had, in order. */
+    this.ids = [];
+    /** Socket id -> when it disconnected. */
+    this.disconnectedAt = new Map();
+    /** Whether the current socket is in its room (join acknowledged, not left since). */
+    this.inRoom = false;
+    /** Current roommates' socket ids. */
+    this.peers = new Set();
+    /** Relays this client sent: { from, to, seq, at, ok }. */
+    this.sent = [];
+    /** "from>to#seq" of every relay it received. */
+    this.got = new Set();
+    /** Things that must never happen (a join refused, reconnection given up). */
+    this.failures = [];
+    this.seq = 0;
+
+    const socket = openVia(address, {
+      reconnection: true,
+      reconnectionDelay: 100,
+      reconnectionDelayMax: 1000,
+      timeout: ACK_TIMEOUT_MS,
+      transports: ['polling', 'websocket'],
+    });
+    this.socket = socket;
+    socket.log = { push() {} }; // the harness log would grow with every relay: not needed here
+    socket.on('connect', () => {
+      this.ids.push(socket.id);
+      this.join();
+    });
+    socket.on('disconnect', () => {
+      this.disconnectedAt.set(this.ids.at(-1), Date.now());
+      this.inRoom = false;
+      this.peers.clear();
+    });
+    socket.io.on('reconnect_failed', () => this.failures.push('gave up reconnecting'));
+    socket.on('user-connected', ({ id }) => this.peers.add(id));
+    socket.on('user-disconnected', ({ id }) => this.peers.delete(id));
+    socket.on('#rtcio:message', ({ source, target, data }) => this.got.add(`${source}>${target}#${data.seq}`));
+  }
+
+  get id() {
+    return this.socket.id;
+  }
+
+  async join() {
+    const id = this.socket.id;
+    try {
+      const ack = await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck('join-room', { roomId: this.room, name: this.name });
+      if (ack.ok && this.socket.id === id) this.inRoom = true;
+      else if (!ack.ok) this.failures.push(`join refused: ${JSON.stringify(ack)}`);
+    } catch (err) {
+      // The connection ended before the ack: the next connect joins again.
+      if (this.socket.connected && this.socket.id === id) this.failures.push(`join not acknowledged: ${err.message}`);
+    }
+  }
+
+  async leave() {
+    this.inRoom = false;
+    this.peers.clear();
+    await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck('leave-room', { roomId: this.room }).catch(() => {});
+  }
+
+  /** Sends one relay to each current roommate. */
+  relayToPeers() {
+    if (!this.socket.connected || !this.inRoom) return;
+    const from = this.socket.id;
+    for (const to of this.peers) {
+      const record = { from, to, seq: this.seq++, at: Date.now(), ok: false };
+      this.sent.push(record);
+      this.socket.timeout(ACK_TIMEOUT_MS)
+        .emitWithAck('#rtcio:message', { source: from, target: to, data: { seq: record.seq } })
+        .then((ack) => { record.ok = ack.ok === true; }, () => {});
+    }
+  }
+
+  close() {
+    this.socket.disconnect();
+  }
+}
+
+/**
+ * Relays a test may call lost: acknowledged by the server while both ends stayed connected
+ * for `graceMs` after the send, yet never received. `clients` is every client of the test.
+ */
+export function lostRelays(clients, graceMs) {
+  const disconnectedAt = new Map();
+  const got = new Set();
+  for (const c of clients) {
+    for (const [id, at] of c.disconnectedAt) disconnectedAt.set(id, at);
+    for (const key of c.got) got.add(key);
+  }
+  const stayed = (id, until) => (disconnectedAt.get(id) ?? Infinity) > until;
+  const owed = clients.flatMap((c) => c.sent).filter((r) => r.ok && stayed(r.from, r.at + graceMs) && stayed(r.to, r.at + graceMs));
+  return { owed: owed.length, lost: owed.filter((r) => !got.has(`${r.from}>${r.to}#${r.seq}`)) };
+}
