@@ -1,4 +1,5 @@
-//! Builds the whole service from a [`Config`]: room store, socket.io layer, HTTP routes, CORS.
+//! Builds the whole service from a [`Config`]: room store, socket.io layer, HTTP routes (the
+//! demo page among them), CORS.
 //!
 //! [`build`] returns a plain axum `Router`, so tests and `main` serve exactly the same app.
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub node: NodeIdentity,
     /// Present in cluster mode.
     pub cluster: Option<Arc<Cluster>>,
+    /// `--ice-servers` as compact JSON, checked at start-up; served to the demo page.
+    pub ice_servers: String,
 }
 
 /// Why the configuration cannot be served.
@@ -115,7 +118,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
             let signaling = signaling_with(Arc::new(MemoryRoomStore::new()));
             let (layer, io) = sockets.build_layer();
             io.ns("/", signaling::connect_handler(signaling.clone()));
-            let state = AppState::new(signaling, node, None);
+            let state = AppState::new(signaling, node, None, config);
             (
                 state.clone(),
                 routes(state).layer(layer),
@@ -132,7 +135,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
                 .await
                 .map_err(|e| BuildError::Adapter(e.to_string()))?;
             cluster.clone().run(io.clone(), signaling.clone());
-            let state = AppState::new(signaling, node, Some(cluster));
+            let state = AppState::new(signaling, node, Some(cluster), config);
             (
                 state.clone(),
                 routes(state).layer(layer),
@@ -155,21 +158,31 @@ impl AppState {
         signaling: Arc<Signaling>,
         node: NodeIdentity,
         cluster: Option<Arc<Cluster>>,
+        config: &Config,
     ) -> Arc<Self> {
         Arc::new(Self {
             signaling,
             started: Instant::now(),
             node,
             cluster,
+            ice_servers: config.ice_servers.clone(),
         })
     }
 }
 
-/// The plain HTTP endpoints.
+/// The plain HTTP endpoints, and the demo page with its assets (`http::demo`).
 fn routes(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(http::health))
         .route("/cluster", get(http::cluster))
+        .route("/", get(http::demo::index))
+        .route("/assets/demo.css", get(http::demo::stylesheet))
+        .route("/assets/demo.js", get(http::demo::script))
+        .route(
+            "/assets/socket.io.esm.min.js",
+            get(http::demo::socket_io_client),
+        )
+        .route("/ice-servers", get(http::demo::ice_servers))
         .with_state(state)
 }
 

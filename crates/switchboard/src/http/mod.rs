@@ -1,7 +1,8 @@
 //! Plain HTTP endpoints beside socket.io. Handlers are plain async functions that take the
-//! shared state explicitly.
+//! shared state explicitly. `demo` serves the demo video room at `/`.
 
 mod cluster;
+pub mod demo;
 mod health;
 
 pub use cluster::cluster;
