@@ -58,7 +58,9 @@ $('lobby').addEventListener('submit', (event) => {
 $('mic').addEventListener('click', () => setMedia({ mic: !call.mic }));
 $('cam').addEventListener('click', () => setMedia({ cam: !call.cam }));
 $('leave').addEventListener('click', leave);
-// Closing the tab is leaving: peers drop our tile at once instead of waiting for silence.
+// Closing the tab is leaving the room, said out loud. Otherwise the others would hear only
+// #rtcio:peer-left, keep our tile while our peer connection might still be alive (see
+// `peerLeft`), and notice the silence ~8 s later.
 window.addEventListener('pagehide', () => {
   call.socket?.emit('leave-room', { roomId: call.roomId });
   call.socket?.disconnect();

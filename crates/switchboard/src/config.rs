@@ -139,10 +139,11 @@ fn parse_node_id(id: &str) -> Result<String, String> {
 /// which is what `GET /ice-servers` serves.
 fn parse_ice_servers(text: &str) -> Result<String, String> {
     use serde_json::Value;
-    let list: Value =
-        serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
+    let list: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
     let Value::Array(servers) = &list else {
-        return Err(r#"expected a JSON array such as [{"urls":"stun:stun.example.com:3478"}]"#.into());
+        return Err(
+            r#"expected a JSON array such as [{"urls":"stun:stun.example.com:3478"}]"#.into(),
+        );
     };
     for (i, server) in servers.iter().enumerate() {
         let Value::Object(server) = server else {
@@ -151,7 +152,11 @@ fn parse_ice_servers(text: &str) -> Result<String, String> {
         let urls: Vec<&Value> = match server.get("urls") {
             Some(Value::Array(urls)) if !urls.is_empty() => urls.iter().collect(),
             Some(url @ Value::String(_)) => vec![url],
-            _ => return Err(format!("entry {i} needs \"urls\": a URL or a non-empty list of URLs")),
+            _ => {
+                return Err(format!(
+                    "entry {i} needs \"urls\": a URL or a non-empty list of URLs"
+                ));
+            }
         };
         for url in urls {
             let known = ["stun:", "stuns:", "turn:", "turns:"];
@@ -279,7 +284,10 @@ mod tests {
     #[test]
     fn ice_servers_are_checked() {
         let parse = |v: &str| Config::try_parse_from(["switchboard", "--ice-servers", v]);
-        assert_eq!(Config::try_parse_from(["switchboard"]).unwrap().ice_servers, "[]");
+        assert_eq!(
+            Config::try_parse_from(["switchboard"]).unwrap().ice_servers,
+            "[]"
+        );
         let good = r#"[ {"urls": "stun:stun.example.com:3478"},
             {"urls": ["turn:t.example.com", "turns:t.example.com:443"], "username": "u", "credential": "c"} ]"#;
         assert_eq!(
@@ -294,7 +302,10 @@ mod tests {
             ("[{}]", "needs \"urls\""),
             (r#"[{"urls":[]}]"#, "needs \"urls\""),
             (r#"[{"urls":"http://a"}]"#, "not a stun:"),
-            (r#"[{"urls":"stun:a","username":1}]"#, "\"username\" must be a string"),
+            (
+                r#"[{"urls":"stun:a","username":1}]"#,
+                "\"username\" must be a string",
+            ),
         ] {
             let message = parse(bad).unwrap_err().to_string();
             assert!(message.contains(says), "{bad}: {message}");
