@@ -171,7 +171,9 @@ struct Response {
 
 fn ureq_get(node: &Node, path: &str) -> Response {
     let url = format!("{}{path}", node.url());
-    let mut response = ureq::get(&url).call().unwrap();
+    let mut response = ureq::get(&url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let header = |name: &str| {
         response
             .headers()
@@ -185,6 +187,9 @@ fn ureq_get(node: &Node, path: &str) -> Response {
         status: response.status().as_u16(),
         content_type,
         csp,
-        body: response.body_mut().read_to_string().unwrap(),
+        body: response
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}")),
     }
 }
