@@ -8,6 +8,8 @@
 //                          (wrapping around). A node's own URL, or a proxy in front of it.
 //   SWITCHBOARD_ARTIFACTS  where to write screenshots (created if missing)
 //   CHROMIUM               the browser binary (default /usr/bin/chromium; never downloaded)
+//   SWITCHBOARD_STEPS_URL  the Rust test's steps; `restart-node/0` restarts the node behind
+//                          page 0 (see switchboard-testkit's Cluster::step)
 //
 // The test acts the way a person would (type a name, click Join, click Mute, close the tab)
 // and checks what a person would see (tiles, names, badges). Where the DOM cannot tell
@@ -21,6 +23,8 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { chromium } from 'playwright-core';
+
+import { step } from './lib/harness.mjs';
 
 const PAGE_URLS = (process.env.SWITCHBOARD_PAGE_URLS ?? process.env.SWITCHBOARD_URL ?? 'http://127.0.0.1:3001')
   .split(',').filter(Boolean);
@@ -79,6 +83,30 @@ describe('the demo call in headless Chromium', () => {
     await expectTile(bob, alice, { name: 'alice', mic: 'off', cam: 'on' });
     await expectTile(alice, 'self', { mic: 'off', cam: 'on' });
     assert.equal(await alice.page.getAttribute('#mic', 'aria-pressed'), 'false');
+  });
+
+  it('keeps the call when alice\'s node restarts (her signaling reconnects with a new socket id)', async () => {
+    const { alice, bob } = people;
+    const before = alice.id;
+    await step('restart-node/0');
+    await alice.page.waitForFunction(
+      (old) => window.demo.state().status === 'connected' && window.demo.state().selfId !== old,
+      before,
+      { timeout: SETUP_MS },
+    );
+    alice.id = await alice.page.evaluate(() => window.demo.state().selfId);
+    // bob drops his connection to alice's old socket id once it reports trouble (alice replaced
+    // it when bob offered to her new id): one tile for alice again, the new one.
+    await bob.page.waitForFunction((id) => {
+      const tiles = [...document.querySelectorAll('.tile:not(.self)')].map((t) => t.dataset.peer);
+      return tiles.length === 1 && tiles[0] === id;
+    }, alice.id, { timeout: CRASHED_TAB_MS });
+    await expectTile(bob, alice, { name: 'alice', mic: 'off', cam: 'on' });
+    await expectConnected(alice, bob);
+    await expectConnected(bob, alice);
+    await expectVideoFlowing(alice, bob);
+    await expectVideoFlowing(bob, alice);
+    assert.equal(await alice.page.locator('.tile:not(.self)').count(), 1, 'alice shows bob once');
   });
 
   it('shows a late joiner (carol, page 2) both members with their current mic and camera', async () => {

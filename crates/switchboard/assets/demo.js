@@ -156,19 +156,24 @@ async function join(name, roomId) {
 
 /** Every (re)connection is a new socket id, so the room is joined again. */
 function onConnect() {
-  const socket = call.socket;
   call.session += 1;
-  call.selfId = socket.id;
+  call.selfId = call.socket.id;
   setStatus('connected');
+  joinRoom(call.socket);
+}
+
+function joinRoom(socket) {
   socket.emit('join-room', { roomId: call.roomId, name: call.name }, (ack) => {
-    if (!ack?.ok) {
-      setStatus('error');
-      notice(`Could not join: ${ack?.code} (${ack?.message})`);
+    if (ack?.ok) {
+      // Peers that left while we were away were never announced to this socket.
+      const present = new Set(ack.peers.map((p) => p.id));
+      for (const id of call.peers.keys()) if (!present.has(id)) peerLeft(id, { announced: true });
       return;
     }
-    // Peers that left while we were away were never announced to this socket.
-    const present = new Set(ack.peers.map((p) => p.id));
-    for (const id of call.peers.keys()) if (!present.has(id)) peerLeft(id, { announced: true });
+    notice(`Could not join: ${ack?.code} (${ack?.message})`);
+    // `unavailable`: the node cannot reach its room state yet (e.g. it just restarted).
+    if (ack?.code === 'unavailable') setTimeout(() => socket === call.socket && socket.connected && joinRoom(socket), 1000);
+    else setStatus('error');
   });
   // After join-room: events from one socket are handled in order, so this finds us joined.
   socket.emit('media-state', { roomId: call.roomId, mic: call.mic, cam: call.cam });

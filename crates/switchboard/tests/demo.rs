@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use switchboard_testkit::{Cluster, Node, js_dir, run_node_test, wait_until};
+use switchboard_testkit::{Cluster, Node, js_dir, run_node_test_with_steps, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// Debian's Chromium (`apt-get install chromium`; `scripts/test` installs it).
@@ -22,8 +22,9 @@ fn artifacts_dir() -> PathBuf {
     tmp.parent().unwrap_or(tmp).join("e2e-artifacts")
 }
 
-/// Runs the browser scenario with page `i` opening `page_urls[i]` (alice, bob, carol).
-fn demo_call(page_urls: &[String]) {
+/// Runs the browser scenario with page `i` opening `page_urls[i]` (alice, bob, carol), page 0
+/// being served by `cluster.nodes[0]` (the scenario restarts it).
+fn demo_call(cluster: &mut Cluster, page_urls: &[String]) {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: `apt-get install chromium` (./scripts/test does)"
@@ -37,7 +38,9 @@ fn demo_call(page_urls: &[String]) {
         ),
         ("CHROMIUM", CHROMIUM.to_string()),
     ];
-    run_node_test("demo-browser.test.mjs", &env);
+    run_node_test_with_steps("demo-browser.test.mjs", &env, |path, body| {
+        cluster.step(path, body)
+    });
     let screenshot = artifacts.join("demo-two-peers.png");
     assert!(
         screenshot.is_file(),
@@ -48,18 +51,22 @@ fn demo_call(page_urls: &[String]) {
 }
 
 /// Two pages on two nodes of a Redis cluster call each other (connected, video frames decoded
-/// both ways), a mute shows on the other's tile, a late joiner on the first node sees both
-/// with their current mic/cam, a closed tab's tile goes within 5 s, and a crashed tab's tile
-/// stays while its media flows and goes once the connection reports trouble.
+/// both ways), a mute shows on the other's tile, the call survives a restart of the first
+/// page's node, a late joiner on the first node sees both with their current mic/cam, a
+/// closed tab's tile goes within 5 s, and a crashed tab's tile stays while its media flows
+/// and goes once the connection reports trouble.
 #[test]
 fn browser_call_across_two_nodes() {
-    let cluster = Cluster::start(BIN, 2, &["--ice-servers", "[]"]);
+    let mut cluster = Cluster::start(BIN, 2, &["--ice-servers", "[]"]);
     let urls: Vec<String> = cluster.nodes.iter().map(Node::url).collect();
-    demo_call(&[urls[0].clone(), urls[1].clone(), urls[0].clone()]);
+    demo_call(
+        &mut cluster,
+        &[urls[0].clone(), urls[1].clone(), urls[0].clone()],
+    );
 }
 
 // The same call with every page behind nginx in front of its node belongs here once the
-// testkit has its `Nginx` guard: `demo_call(&[nginx_0.url(), nginx_1.url(), nginx_0.url()])`.
+// testkit has its `Nginx` guard: `demo_call(&mut cluster, &[nginx_0.url(), nginx_1.url(), nginx_0.url()])`.
 
 /// `/` serves the page and its assets with their content types and a same-origin CSP; and
 /// `/ice-servers` serves the `--ice-servers` list, compacted.
