@@ -290,9 +290,11 @@ mod tests {
         );
         let good = r#"[ {"urls": "stun:stun.example.com:3478"},
             {"urls": ["turn:t.example.com", "turns:t.example.com:443"], "username": "u", "credential": "c"} ]"#;
+        let served = parse(good).unwrap().ice_servers;
+        assert!(!served.contains(' '), "not compact: {served}");
         assert_eq!(
-            parse(good).unwrap().ice_servers,
-            r#"[{"urls":"stun:stun.example.com:3478"},{"urls":["turn:t.example.com","turns:t.example.com:443"],"username":"u","credential":"c"}]"#
+            serde_json::from_str::<serde_json::Value>(&served).unwrap(),
+            serde_json::from_str::<serde_json::Value>(good).unwrap()
         );
         for (bad, says) in [
             ("[", "not valid JSON"),

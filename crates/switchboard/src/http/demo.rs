@@ -71,7 +71,7 @@ pub async fn socket_io_client() -> impl IntoResponse {
     (headers("text/javascript; charset=utf-8"), SOCKET_IO_JS)
 }
 
-/// `GET /ice-servers`: the `--ice-servers` list (checked at start-up), as given. Not cached:
+/// `GET /ice-servers`: the `--ice-servers` list (checked at start-up), compacted. Not cached:
 /// TURN credentials in it may be short-lived.
 pub async fn ice_servers(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
