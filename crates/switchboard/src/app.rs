@@ -1,4 +1,5 @@
-//! Builds the whole service from a [`Config`]: room store, socket.io layer, HTTP routes, CORS.
+//! Builds the whole service from a [`Config`]: room store, socket.io layer, HTTP routes (the
+//! demo page among them), CORS.
 //!
 //! [`build`] returns a plain axum `Router`, so tests and `main` serve exactly the same app.
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub drain: Arc<Drain>,
     /// `--admin-token`; the admin endpoints exist only when it is set.
     pub admin_token: Option<String>,
+    /// `--ice-servers` as compact JSON, checked at start-up; served to the demo page.
+    pub ice_servers: String,
 }
 
 /// Why the configuration cannot be served.
@@ -180,17 +183,26 @@ impl AppState {
             cluster,
             drain: Arc::new(Drain::new(config.drain_wait(), config.drain_spread())),
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+            ice_servers: config.ice_servers.clone(),
         })
     }
 }
 
-/// The plain HTTP endpoints.
+/// The plain HTTP endpoints, and the demo page with its assets (`http::demo`).
 fn routes(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(http::health))
         .route("/ready", get(http::ready))
         .route("/cluster", get(http::cluster))
         .route("/admin/drain", post(http::drain))
+        .route("/", get(http::demo::index))
+        .route("/assets/demo.css", get(http::demo::stylesheet))
+        .route("/assets/demo.js", get(http::demo::script))
+        .route(
+            "/assets/socket.io.esm.min.js",
+            get(http::demo::socket_io_client),
+        )
+        .route("/ice-servers", get(http::demo::ice_servers))
         .with_state(state)
 }
 

@@ -113,8 +113,10 @@ pub struct Config {
 
     /// ICE servers handed to the demo page at `/` (`GET /ice-servers`), as a JSON array of
     /// RTCIceServer objects, e.g. `[{"urls":"stun:stun.example.com:3478"}]`. Default: none
-    /// (host candidates only, enough on one machine or LAN).
-    #[arg(long, env = "ICE_SERVERS", default_value = "[]")]
+    /// (host candidates only, enough on one machine or LAN). Checked at start-up: anything but
+    /// a JSON array of objects with `urls` (`stun:`, `stuns:`, `turn:` or `turns:` URLs) is
+    /// refused. The list is public: put only short-lived TURN credentials in it.
+    #[arg(long, env = "ICE_SERVERS", default_value = "[]", value_parser = parse_ice_servers)]
     pub ice_servers: String,
 
     /// Bearer token for the admin endpoints (`POST /admin/drain`). Unset: they answer 404.
@@ -130,6 +132,50 @@ fn parse_node_id(id: &str) -> Result<String, String> {
     } else {
         Err("use 1-64 characters from A-Z a-z 0-9 . _ : @ -".into())
     }
+}
+
+/// The `--ice-servers` list, checked the way a browser's `RTCPeerConnection` would read it, so
+/// a typo fails at start-up rather than in every visitor's browser. Returned as compact JSON,
+/// which is what `GET /ice-servers` serves.
+fn parse_ice_servers(text: &str) -> Result<String, String> {
+    use serde_json::Value;
+    let list: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
+    let Value::Array(servers) = &list else {
+        return Err(
+            r#"expected a JSON array such as [{"urls":"stun:stun.example.com:3478"}]"#.into(),
+        );
+    };
+    for (i, server) in servers.iter().enumerate() {
+        let Value::Object(server) = server else {
+            return Err(format!("entry {i} is not an object with \"urls\""));
+        };
+        let urls: Vec<&Value> = match server.get("urls") {
+            Some(Value::Array(urls)) if !urls.is_empty() => urls.iter().collect(),
+            Some(url @ Value::String(_)) => vec![url],
+            _ => {
+                return Err(format!(
+                    "entry {i} needs \"urls\": a URL or a non-empty list of URLs"
+                ));
+            }
+        };
+        for url in urls {
+            let known = ["stun:", "stuns:", "turn:", "turns:"];
+            match url {
+                Value::String(url) if known.iter().any(|scheme| url.starts_with(scheme)) => {}
+                other => {
+                    return Err(format!(
+                        "entry {i}: {other} is not a stun:, stuns:, turn: or turns: URL"
+                    ));
+                }
+            }
+        }
+        for field in ["username", "credential"] {
+            if server.get(field).is_some_and(|v| !v.is_string()) {
+                return Err(format!("entry {i}: \"{field}\" must be a string"));
+            }
+        }
+    }
+    Ok(list.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -230,6 +276,42 @@ mod tests {
         assert!(Config::try_parse_from(["switchboard", "--node-id", "eu-1.a"]).is_ok());
         for bad in ["", "a{b}", "a b", &"x".repeat(65)] {
             assert!(Config::try_parse_from(["switchboard", "--node-id", bad]).is_err());
+        }
+    }
+
+    /// `--ice-servers` takes a JSON array of RTCIceServer objects and refuses anything else
+    /// with a message that says what is wrong.
+    #[test]
+    fn ice_servers_are_checked() {
+        let parse = |v: &str| Config::try_parse_from(["switchboard", "--ice-servers", v]);
+        assert_eq!(
+            Config::try_parse_from(["switchboard"]).unwrap().ice_servers,
+            "[]"
+        );
+        let good = r#"[ {"urls": "stun:stun.example.com:3478"},
+            {"urls": ["turn:t.example.com", "turns:t.example.com:443"], "username": "u", "credential": "c"} ]"#;
+        let served = parse(good).unwrap().ice_servers;
+        assert!(!served.contains(' '), "not compact: {served}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&served).unwrap(),
+            serde_json::from_str::<serde_json::Value>(good).unwrap()
+        );
+        for (bad, says) in [
+            ("[", "not valid JSON"),
+            ("{}", "expected a JSON array"),
+            (r#"{"urls":"stun:a"}"#, "expected a JSON array"),
+            ("[1]", "entry 0 is not an object"),
+            ("[{}]", "needs \"urls\""),
+            (r#"[{"urls":[]}]"#, "needs \"urls\""),
+            (r#"[{"urls":"http://a"}]"#, "not a stun:"),
+            (
+                r#"[{"urls":"stun:a","username":1}]"#,
+                "\"username\" must be a string",
+            ),
+        ] {
+            let message = parse(bad).unwrap_err().to_string();
+            assert!(message.contains(says), "{bad}: {message}");
+            assert!(message.contains("--ice-servers"), "{bad}: {message}");
         }
     }
 

@@ -6,7 +6,8 @@
 //! - [`rooms`]: room membership and media state behind the [`rooms::RoomStore`] trait.
 //! - [`cluster`]: cluster mode over Redis (event bus, node registry, crash cleanup).
 //! - [`auth`]: optional JWT authentication of handshakes.
-//! - [`http`]: plain HTTP endpoints (`/health`, `/cluster`).
+//! - [`http`]: plain HTTP endpoints (`/health`, `/cluster`) and the demo page (`/`,
+//!   `/ice-servers`).
 //!
 //! The wire contract lives in the `switchboard-protocol` crate and `docs/protocol.md`.
 

@@ -1,9 +1,11 @@
 //! Plain HTTP endpoints beside socket.io, and the gate in front of it. Handlers are plain
-//! async functions that take the shared state explicitly.
+//! async functions that take the shared state explicitly. `demo` serves the demo video room
+//! at `/`.
 
 mod admin;
 mod admission;
 mod cluster;
+pub mod demo;
 mod health;
 mod ready;
 
