@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use switchboard_testkit::{Cluster, Node, js_dir, run_node_test_with_steps, wait_until};
+use switchboard_testkit::{Cluster, Nginx, Node, js_dir, run_node_test_with_steps, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// Debian's Chromium (`apt-get install chromium`; `scripts/test` installs it).
@@ -65,8 +65,23 @@ fn browser_call_across_two_nodes() {
     );
 }
 
-// The same call with every page behind nginx in front of its node belongs here once the
-// testkit has its `Nginx` guard: `demo_call(&mut cluster, &[nginx_0.url(), nginx_1.url(), nginx_0.url()])`.
+/// The same call with each page behind nginx (the shipped `docker/nginx.conf`), one nginx in
+/// front of each node: a browser cannot pick its source address, so one nginx with ip_hash
+/// would send every page to the same node, and the call must still cross nodes.
+#[test]
+fn browser_call_through_nginx() {
+    let mut cluster = Cluster::start(BIN, 2, &["--ice-servers", "[]"]);
+    let proxies: Vec<Nginx> = cluster
+        .nodes
+        .iter()
+        .map(|node| Nginx::spawn(&[node.port()]))
+        .collect();
+    let urls: Vec<String> = proxies.iter().map(Nginx::url).collect();
+    demo_call(
+        &mut cluster,
+        &[urls[0].clone(), urls[1].clone(), urls[0].clone()],
+    );
+}
 
 /// `/` serves the page and its assets with their content types and a same-origin CSP; and
 /// `/ice-servers` serves the `--ice-servers` list, compacted.
