@@ -73,15 +73,8 @@ impl Node {
         if self.exited {
             return true;
         }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let exited = crate::wait_until(timeout, || !matches!(self.child.try_wait(), Ok(None)));
-        if exited {
-            let _ = self.child.wait();
-            self.exited = true;
-        }
-        exited
+        self.signal("TERM");
+        self.exits_within(timeout)
     }
 
     pub fn port(&self) -> u16 {
@@ -118,6 +111,46 @@ impl Node {
             .read_to_string()
             .map_err(|e| e.to_string())?;
         Ok((status, body))
+    }
+
+    /// POST an empty body to a path on the node, with `Authorization: Bearer <bearer>` when
+    /// given, and return (status, body).
+    pub fn post(&self, path: &str, bearer: Option<&str>) -> Result<(u16, String), String> {
+        let url = format!("{}{path}", self.url());
+        let mut request = ureq::post(&url)
+            .config()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build();
+        if let Some(token) = bearer {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut response = request.send_empty().map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        Ok((status, body))
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) to the node's process, without waiting.
+    pub fn signal(&self, name: &str) {
+        if !self.exited {
+            let _ = Command::new("kill")
+                .args([&format!("-{name}"), &self.child.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Whether the process exits within `timeout`; reaps it if so.
+    pub fn exits_within(&mut self, timeout: Duration) -> bool {
+        let exited = crate::wait_until(timeout, || !matches!(self.child.try_wait(), Ok(None)));
+        if exited {
+            let _ = self.child.wait();
+            self.exited = true;
+        }
+        exited
     }
 
     /// Waits until `/health` reports the Redis link as `state` (`up`, `down`, `disabled`);
