@@ -170,6 +170,7 @@ fn routes(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(http::health))
         .route("/cluster", get(http::cluster))
+        .route("/metrics", get(http::metrics))
         .with_state(state)
 }
 

@@ -6,7 +6,8 @@
 //! - [`rooms`]: room membership and media state behind the [`rooms::RoomStore`] trait.
 //! - [`cluster`]: cluster mode over Redis (event bus, node registry, crash cleanup).
 //! - [`auth`]: optional JWT authentication of handshakes.
-//! - [`http`]: plain HTTP endpoints (`/health`, `/cluster`).
+//! - [`http`]: plain HTTP endpoints (`/health`, `/cluster`, `/metrics`).
+//! - [`metrics`]: every Prometheus metric and the cheap handles that record them.
 //!
 //! The wire contract lives in the `switchboard-protocol` crate and `docs/protocol.md`.
 
@@ -15,5 +16,6 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod rooms;
 pub mod signaling;

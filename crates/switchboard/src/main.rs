@@ -54,7 +54,12 @@ async fn main() -> ExitCode {
     });
     let app = std::sync::Arc::new(app);
     let closing = app.clone();
-    let served = axum::serve(listener, app.router.clone())
+    // The peer address goes into each request's extensions, for the `connected` log line.
+    let service = app
+        .router
+        .clone()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             // Close the sockets first: long-polling requests would otherwise hold the

@@ -3,6 +3,8 @@
 
 mod cluster;
 mod health;
+mod metrics;
 
 pub use cluster::cluster;
 pub use health::health;
+pub use metrics::metrics;
