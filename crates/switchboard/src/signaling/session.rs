@@ -209,9 +209,9 @@ pub(super) fn refuse<A: Adapter>(
 ) {
     metrics::refused(error.code);
     if error.code == ErrorCode::RateLimited {
-        tracing::debug!(socket = %socket.id, event, code = %error.code, message = %error.message, "event refused");
+        tracing::debug!(socket = %socket.id, event, code = %error.code, detail = %error.message, "event refused");
     } else {
-        tracing::info!(socket = %socket.id, event, code = %error.code, message = %error.message, "event refused");
+        tracing::info!(socket = %socket.id, event, code = %error.code, detail = %error.message, "event refused");
     }
     let sent = socket
         .emit(names::ERROR, &ErrorEvent::new(error, event))
