@@ -26,14 +26,18 @@
 //!
 //! Why it is built this way:
 //!
-//! - **Nothing per relay but relaxed atomic adds.** Every label value comes from a fixed set
-//!   (event names, error codes, causes), so each labelled series is registered once, here,
-//!   and the hot path indexes an array of handles: no key hashing, string formatting, lock or
-//!   allocation per event. A relay costs a few microseconds; this adds tens of nanoseconds.
+//! - **Nothing per relay but two relaxed atomic adds and two clock reads.** Every label value
+//!   comes from a fixed set (event names, error codes, causes), so each labelled series is
+//!   registered once, here, and the hot path indexes an array of handles: no key hashing,
+//!   string formatting, lock or allocation per event. The clock is `quanta`'s (the TSC,
+//!   ~11 ns a read here against ~28 ns for `std::time::Instant`). Measured on the 2-core dev
+//!   machine: ~55 ns per relay, ~110 ns when both cores relay into the same series at once;
+//!   a relay costs a few microseconds.
 //! - **The relay latency histogram is our own.** The exporter's histograms keep every sample
 //!   until the next scrape (24 bytes each, a fresh block every 64 samples), so an unscraped
 //!   node under load would grow without bound and allocate on the relay path. [`Latency`]
-//!   counts into fixed buckets instead, and is appended to the exporter's output as text.
+//!   counts into fixed buckets instead, and is appended to the exporter's output as text,
+//!   with the relay counter, which is its count.
 //! - **Gauges of state are read at scrape time** (sockets by transport, rooms, members, the
 //!   Redis link, the bus counters): the truth is in socketioxide, the room store and the bus,
 //!   and copying it on every change would cost the hot path for a value read every 15 s.
@@ -46,10 +50,11 @@
 use std::fmt::Write;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use quanta::Instant;
 use switchboard_protocol::ErrorCode;
 use switchboard_protocol::inbound::names;
 
@@ -220,13 +225,19 @@ const LATENCY_BOUNDS_LABELS: [&str; 16] = [
     "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
 ];
 
-/// A fixed-bucket latency histogram: one relaxed atomic add per bucket hit, plus the sum.
+/// A fixed-bucket latency histogram: two relaxed atomic adds per observation (its bucket and
+/// the sum), which also count the relays (`_count` is the sum of the buckets).
+///
+/// The sum comes first and the struct is cache-line aligned, so the sum and the buckets up
+/// to 250 µs, where a healthy node's relays land, share one cache line: when both cores
+/// relay at once, one line moves between them per relay, not three.
 #[derive(Debug, Default)]
+#[repr(C, align(64))]
 pub struct Latency {
-    /// Non-cumulative counts; the last slot holds what exceeded every bound.
-    buckets: [AtomicU64; LATENCY_BOUNDS_NS.len() + 1],
     /// Sum of every observation, in nanoseconds (overflows after ~580 years of latency).
     sum_ns: AtomicU64,
+    /// Non-cumulative counts; the last slot holds what exceeded every bound.
+    buckets: [AtomicU64; LATENCY_BOUNDS_NS.len() + 1],
 }
 
 impl Latency {
@@ -235,6 +246,11 @@ impl Latency {
         let slot = LATENCY_BOUNDS_NS.partition_point(|&bound| bound < ns);
         self.buckets[slot].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
     /// Writes this histogram's series (`_bucket`, `_sum`, `_count`) with the given labels.
@@ -253,6 +269,7 @@ impl Latency {
 }
 
 const RELAY_LATENCY: &str = "switchboard_relay_latency_seconds";
+const RELAYED: &str = "switchboard_relayed_messages_total";
 
 /// The handles the request path records into, one per series.
 struct Handles {
@@ -260,7 +277,7 @@ struct Handles {
     disconnects: [Counter; DisconnectCause::ALL.len()],
     joins: Counter,
     leaves: [Counter; LeaveCause::ALL.len()],
-    relayed: [Counter; Relayed::ALL.len()],
+    /// Also the relay counters: every relay is observed exactly once.
     latency: [Latency; Relayed::ALL.len()],
     /// Indexed by `ErrorCode as usize` (declaration order, which is also `ErrorCode::ALL`'s).
     refused: [Counter; ErrorCode::ALL.len()],
@@ -280,9 +297,6 @@ impl Handles {
             joins: metrics::counter!("switchboard_joins_total"),
             leaves: LeaveCause::ALL
                 .map(|c| metrics::counter!("switchboard_leaves_total", "cause" => c.name())),
-            relayed: Relayed::ALL.map(|r| {
-                metrics::counter!("switchboard_relayed_messages_total", "event" => r.name())
-            }),
             latency: Default::default(),
             refused: ErrorCode::ALL.map(|code| {
                 metrics::counter!("switchboard_refused_events_total", "code" => code.as_str())
@@ -327,10 +341,6 @@ fn describe() {
         "Sockets of this node that left a room, by cause"
     );
     describe_counter!(
-        "switchboard_relayed_messages_total",
-        "Client events relayed to other sockets, by event"
-    );
-    describe_counter!(
         "switchboard_refused_events_total",
         "Client events refused with an error event, by error code"
     );
@@ -368,9 +378,11 @@ fn describe() {
     );
 }
 
-/// Registers every metric now, so a scrape lists them all (at zero) before any traffic.
+/// Registers every metric now, so a scrape lists them all (at zero) before any traffic, and
+/// calibrates the clock (up to 200 ms, once per process) before the first event needs it.
 pub fn init() {
     LazyLock::force(&HANDLES);
+    Instant::now();
 }
 
 /// A socket connected.
@@ -396,9 +408,7 @@ pub fn left(cause: LeaveCause) {
 /// A client event was relayed (emitted locally or published to the cluster) after arriving
 /// at `received`.
 pub fn relayed(event: Relayed, received: Instant) {
-    let handles = &*HANDLES;
-    handles.relayed[event as usize].increment(1);
-    handles.latency[event as usize].record(received.elapsed());
+    HANDLES.latency[event as usize].record(received.elapsed());
 }
 
 /// A client event was refused with `code`.
@@ -464,6 +474,20 @@ pub fn render(scrape: &Scrape<'_>) -> String {
         }
     });
     let mut out = RECORDER.handle().render();
+    let _ = writeln!(
+        out,
+        "# HELP {RELAYED} Client events relayed to other sockets, by event"
+    );
+    let _ = writeln!(out, "# TYPE {RELAYED} counter");
+    for (event, latency) in Relayed::ALL.iter().zip(&handles.latency) {
+        let _ = writeln!(
+            out,
+            "{RELAYED}{{event=\"{}\"}} {}",
+            event.name(),
+            latency.count()
+        );
+    }
+    let _ = writeln!(out);
     let _ = writeln!(
         out,
         "# HELP {RELAY_LATENCY} Time from receiving a client event to emitting it locally or \
@@ -542,6 +566,7 @@ mod tests {
     }
 
     /// Every hot-path series is listed after `init`, and recording shows up in the next render.
+    /// The relay counter is the latency histogram's count.
     #[test]
     fn render_lists_recorded_series() {
         init();
@@ -555,9 +580,10 @@ mod tests {
         assert!(text.contains("switchboard_refused_events_total{code=\"room-full\"}"));
         assert!(text.contains("switchboard_connected_sockets{transport=\"polling\"} 2"));
         assert!(text.contains("switchboard_build_info{version=\""));
-        assert!(
-            text.contains("switchboard_relay_latency_seconds_count{event=\"stopScreenShare\"}")
-        );
+        let count = "switchboard_relay_latency_seconds_count{event=\"stopScreenShare\"} 1";
+        assert!(text.contains(count), "{text}");
+        let relayed = "switchboard_relayed_messages_total{event=\"stopScreenShare\"} 1";
+        assert!(text.contains(relayed), "{text}");
         assert!(text.contains("switchboard_draining 0"));
         // Single-process scrapes have no Redis series.
         assert!(!text.contains("switchboard_redis_up"));

@@ -104,6 +104,7 @@ impl Signaling {
         limits: Limits,
         verifier: Option<TokenVerifier>,
     ) -> Self {
+        metrics::init();
         Self {
             store,
             node_id,
