@@ -37,7 +37,7 @@ pub enum Inbound<A: Adapter> {
     /// An admitted event: the packet's JSON text (`["name", payload]`, known to be text
     /// without binary attachments) and its ack.
     Event {
-        packet: Box<Received>,
+        received: Box<Received>,
         ack: AckSender<A>,
     },
     /// The connection ended; the sender is told when departures have been announced.
@@ -120,15 +120,12 @@ impl<A: Adapter> Inbox<A> {
             packet,
             at: Instant::now(),
         });
-        if let Err(mpsc::error::TrySendError::Full(Inbound::Event { packet, ack })) =
-            self.queue.try_send(Inbound::Event {
-                packet: received,
-                ack,
-            })
+        if let Err(mpsc::error::TrySendError::Full(Inbound::Event { received, ack })) =
+            self.queue.try_send(Inbound::Event { received, ack })
         {
             let error =
                 ProtocolError::new(ErrorCode::RateLimited, "too many events waiting; slow down");
-            let name = packet
+            let name = received
                 .packet
                 .as_str()
                 .map_or("", |text| peek_event_name(text));

@@ -78,7 +78,8 @@ pub struct Transports {
     pub websocket: usize,
 }
 
-/// The transport's name in logs and metric labels.
+/// The transport's name in logs, the same word as the `transport` label of
+/// `switchboard_connected_sockets`.
 fn transport_name(transport: TransportType) -> &'static str {
     match transport {
         TransportType::Polling => "polling",
@@ -204,7 +205,8 @@ fn admit<A: Adapter>(
     Ok(())
 }
 
-/// Counts the server's local sockets by transport.
+/// Counts the server's local sockets by transport. (`sockets()` would panic without a `/`
+/// namespace; this runs only once a socket connected to it, and it is never removed.)
 fn census<A: Adapter>(io: &SocketIo<A>) -> Transports {
     let mut count = Transports::default();
     for socket in io.sockets() {

@@ -74,9 +74,10 @@ impl<A: Adapter> Session<A> {
                 break;
             };
             match inbound {
-                Inbound::Event { packet, ack } => {
-                    let text = packet.packet.as_str().map(|t| t.as_str());
-                    self.handle(text.unwrap_or_default(), packet.at, ack).await;
+                Inbound::Event { received, ack } => {
+                    let text = received.packet.as_str().map(|t| t.as_str());
+                    self.handle(text.unwrap_or_default(), received.at, ack)
+                        .await;
                 }
                 Inbound::Disconnect(announced) => {
                     self.disconnect().await;
@@ -92,12 +93,12 @@ impl<A: Adapter> Session<A> {
         let decoded = ClientEvent::decode(packet);
         let outcome = match decoded.event {
             Ok(event) => {
-                let relayed = relayed(&event);
+                let kind = relay_kind(&event);
                 let outcome = self.dispatch(event).await;
                 // Dispatch returns once the event is emitted here or published to the
                 // cluster: the relay latency ends now, before the sender's ack.
-                if let (Some(relayed), Ok(_)) = (relayed, &outcome) {
-                    metrics::relayed(relayed, received);
+                if let (Some(kind), Ok(_)) = (kind, &outcome) {
+                    metrics::relayed(kind, received);
                 }
                 outcome
             }
@@ -185,7 +186,7 @@ pub(super) fn call_room(room: &RoomId) -> String {
 }
 
 /// Which relay metric an event counts toward, if it is relayed to other sockets.
-fn relayed(event: &ClientEvent) -> Option<Relayed> {
+fn relay_kind(event: &ClientEvent) -> Option<Relayed> {
     match event {
         ClientEvent::Message(_) => Some(Relayed::Message),
         ClientEvent::MediaState(_) => Some(Relayed::MediaState),
