@@ -24,6 +24,8 @@ pub struct Node {
     /// What it was started with, so [`Node::restart`] can start it again the same way.
     binary: PathBuf,
     args: Vec<String>,
+    /// Environment variables set on top of the defaults (`RUST_LOG`), kept for restarts.
+    env: Vec<(String, String)>,
     /// stdout and stderr of every start, one after the other.
     log: PathBuf,
 }
@@ -32,18 +34,29 @@ impl Node {
     /// Starts `binary` on a free port with extra command-line `args`, and waits until its
     /// `/health` answers. Panics (failing the test) if it does not start.
     pub fn spawn(binary: impl AsRef<Path>, args: &[&str]) -> Node {
+        Node::spawn_with_env(binary, args, &[])
+    }
+
+    /// Like [`Node::spawn`], with extra environment variables; they override the default
+    /// `RUST_LOG=info,switchboard=debug` (e.g. to see exactly what a production node logs).
+    pub fn spawn_with_env(binary: impl AsRef<Path>, args: &[&str], env: &[(&str, &str)]) -> Node {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("switchboard-test-{port}.log"));
         File::create(&log).expect("create node log file");
         let binary = binary.as_ref().to_path_buf();
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let child = start(&binary, &args, port, &log);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = start(&binary, &args, &env, port, &log);
         let mut node = Node {
             child,
             exited: false,
             port,
             binary,
             args,
+            env,
             log,
         };
         node.wait_healthy();
@@ -62,7 +75,7 @@ impl Node {
     /// on the same port, and waits until its `/health` answers. Kills it first if it runs.
     pub fn relaunch(&mut self) {
         self.kill();
-        self.child = start(&self.binary, &self.args, self.port, &self.log);
+        self.child = start(&self.binary, &self.args, &self.env, self.port, &self.log);
         self.exited = false;
         self.wait_healthy();
     }
@@ -203,7 +216,7 @@ impl Node {
 }
 
 /// Starts the process, appending its output to `log`.
-fn start(binary: &Path, args: &[String], port: u16, log: &Path) -> Child {
+fn start(binary: &Path, args: &[String], env: &[(String, String)], port: u16, log: &Path) -> Child {
     let log_file = File::options()
         .append(true)
         .open(log)
@@ -213,6 +226,7 @@ fn start(binary: &Path, args: &[String], port: u16, log: &Path) -> Child {
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(args)
         .env("RUST_LOG", "info,switchboard=debug")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(stderr)

@@ -203,6 +203,7 @@ fn routes(state: Arc<AppState>) -> Router {
             get(http::demo::socket_io_client),
         )
         .route("/ice-servers", get(http::demo::ice_servers))
+        .route("/metrics", get(http::metrics))
         .with_state(state)
 }
 

@@ -66,13 +66,17 @@ impl Drain {
 
     /// Cordons the node. Returns false if it was draining already.
     pub fn begin(&self) -> bool {
-        self.phase.send_if_modified(|phase| {
+        let begun = self.phase.send_if_modified(|phase| {
             let serving = *phase == Phase::Serving;
             if serving {
                 *phase = Phase::Waiting;
             }
             serving
-        })
+        });
+        if begun {
+            crate::metrics::set_draining(true);
+        }
+        begun
     }
 
     /// Resolves once the drain has begun, however it was started.

@@ -6,8 +6,9 @@
 //! - [`rooms`]: room membership and media state behind the [`rooms::RoomStore`] trait.
 //! - [`cluster`]: cluster mode over Redis (event bus, node registry, crash cleanup).
 //! - [`auth`]: optional JWT authentication of handshakes.
-//! - [`http`]: plain HTTP endpoints (`/health`, `/cluster`) and the demo page (`/`,
-//!   `/ice-servers`).
+//! - [`http`]: plain HTTP endpoints (`/health`, `/ready`, `/cluster`, `/metrics`,
+//!   `/admin/drain`), the gate in front of socket.io, and the demo page (`/`, `/ice-servers`).
+//! - [`metrics`]: every Prometheus metric and the cheap handles that record them.
 //!
 //! The wire contract lives in the `switchboard-protocol` crate and `docs/protocol.md`.
 
@@ -18,5 +19,6 @@ pub mod config;
 pub mod connections;
 pub mod drain;
 pub mod http;
+pub mod metrics;
 pub mod rooms;
 pub mod signaling;

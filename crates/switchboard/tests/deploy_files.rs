@@ -26,21 +26,6 @@ const NOT_OPTIONS: &[&str] = &["RUST_LOG"];
 /// this cuts the last sockets off unannounced.
 const DRAIN_EXIT_MARGIN: Duration = Duration::from_secs(5);
 
-/// Probed or scraped paths whose routes are being written on other branches (#4: readiness,
-/// metrics). A 404 from one of these is reported instead of failed until they are merged.
-/// TODO(#4): empty this list once `/ready` and `/metrics` are on main.
-const ROUTES_NOT_YET_MERGED: &[&str] = &["/metrics"];
-
-/// Metric names the files may use before the metrics code is merged (#4). Consulted only while
-/// `crates/switchboard/src` defines no `switchboard_*` metric at all; after that the source
-/// is the reference. TODO(#4): delete once the metrics are on main.
-const METRICS_NOT_YET_MERGED: &[&str] = &[
-    "switchboard_sockets_connected",
-    "switchboard_rooms",
-    "switchboard_room_members",
-    "switchboard_draining",
-];
-
 // ---- Dockerfile ----------------------------------------------------------------------------
 
 #[test]
@@ -579,10 +564,6 @@ async fn probed_paths_are_served() {
 
     for path in &paths {
         let status = http_get_status(addr, path).await;
-        if status == 404 && ROUTES_NOT_YET_MERGED.contains(&path.as_str()) {
-            eprintln!("SKIPPED: {path} answers 404 here; its route is not merged yet");
-            continue;
-        }
         assert_eq!(status, 200, "GET {path} on a fresh node");
     }
 }
@@ -603,8 +584,7 @@ async fn http_get_status(addr: std::net::SocketAddr, path: &str) -> u16 {
     status.unwrap_or_else(|| panic!("GET {path}: not an HTTP response: {response}"))
 }
 
-/// The Prometheus metric names the source defines (string literals `"switchboard_…"`), or,
-/// while it defines none, the names expected from the metrics branch.
+/// The Prometheus metric names the source defines (string literals `"switchboard_…"`).
 fn exported_metrics() -> BTreeSet<String> {
     let mut source = String::new();
     collect_rust(&repo_file("crates/switchboard/src"), &mut source);
@@ -614,13 +594,10 @@ fn exported_metrics() -> BTreeSet<String> {
         .filter(|name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         .map(str::to_owned)
         .collect();
-    if names.is_empty() {
-        eprintln!("NOTE: no metrics in crates/switchboard/src yet; using METRICS_NOT_YET_MERGED");
-        return METRICS_NOT_YET_MERGED
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-    }
+    assert!(
+        !names.is_empty(),
+        "no metric names found in crates/switchboard/src"
+    );
     names
 }
 

@@ -68,6 +68,11 @@ fn admin_drain_needs_the_token_and_cordons_the_node() {
         "a draining node is still alive"
     );
     assert!(node.get_ok("/cluster").1.contains(r#""draining":true"#));
+    let metrics = node.get_ok("/metrics").1;
+    assert!(
+        metrics.lines().any(|l| l == "switchboard_draining 1"),
+        "{metrics}"
+    );
     let (status, _) = node.get_ok(HANDSHAKE);
     assert_eq!(status, 503, "new sessions are refused while draining");
     let (_, body) = node.post("/admin/drain", Some("s3cret")).unwrap();

@@ -16,7 +16,9 @@
 //! is kept at bay by reading continuously: fred's reader never waits on us, and the dispatcher
 //! never waits on the adapter (its queue is large and allocated only when used).
 //!
-//! The counters this keeps (`lost`, `skipped`) are what an operator alerts on.
+//! The counters this keeps (`lost`, `skipped`) are what an operator alerts on; `/metrics`
+//! exports them as `switchboard_bus_messages_lost_total` and
+//! `switchboard_bus_publishes_skipped_total`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +30,7 @@ use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::{broadcast, mpsc};
 
 use super::link::RedisLink;
+use crate::metrics::{self, RedisError};
 
 /// Messages one subscription may queue between the dispatcher and the adapter. tokio's
 /// bounded channel allocates in small blocks as messages arrive, so an idle queue costs
@@ -37,7 +40,15 @@ pub const STREAM_BUFFER: usize = 1 << 20;
 /// A bus operation that failed while Redis was reachable.
 #[derive(Debug, thiserror::Error)]
 #[error("redis pub/sub: {0}")]
-pub struct BusError(#[from] fred::error::Error);
+pub struct BusError(fred::error::Error);
+
+/// Every failed bus command passes through here (`?`), so each is counted once.
+impl From<fred::error::Error> for BusError {
+    fn from(error: fred::error::Error) -> Self {
+        metrics::redis_error(RedisError::Command);
+        Self(error)
+    }
+}
 
 /// The socketioxide-redis driver of this node. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -159,6 +170,7 @@ impl Driver for RedisBus {
         if let Err(e) = bus.link.commands().spublish::<i64, _, _>(chan, val).await {
             // Returning the error would make the adapter skip local delivery too.
             bus.skipped.fetch_add(1, Ordering::Relaxed);
+            metrics::redis_error(RedisError::Command);
             tracing::warn!(error = %e, "publish to the cluster failed; delivered locally only");
         }
         Ok(())

@@ -26,6 +26,8 @@ use fred::types::config::Server;
 use fred::types::config::{ConnectionConfig, Options, PerformanceConfig, UnresponsiveConfig};
 use tokio::sync::broadcast;
 
+use crate::metrics::{self, RedisError};
+
 /// How long a command may take before the caller treats Redis as unavailable.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnection backoff: the first attempt after 50 ms (fred waits before its very first
@@ -173,6 +175,7 @@ impl RedisLink {
                     },
                     error = errors.recv() => match error {
                         Ok((error, _)) => {
+                            metrics::redis_error(RedisError::Connection);
                             failures += 1;
                             if failures == 1 || failures.is_multiple_of(30) {
                                 let state = if ever_up.load(Ordering::Relaxed) {

@@ -19,6 +19,7 @@ use fred::types::{Expiration, SetOptions};
 use serde::{Deserialize, Serialize};
 
 use super::link::RedisLink;
+use crate::metrics::{self, RedisError};
 
 const NODES: &str = "sb:nodes";
 
@@ -51,7 +52,15 @@ pub struct NodeInfo {
 /// A registry call that failed because Redis did not answer.
 #[derive(Debug, thiserror::Error)]
 #[error("node registry: {0}")]
-pub struct RegistryError(#[from] fred::error::Error);
+pub struct RegistryError(fred::error::Error);
+
+/// Every failed registry command passes through here (`?`), so each is counted once.
+impl From<fred::error::Error> for RegistryError {
+    fn from(error: fred::error::Error) -> Self {
+        metrics::redis_error(RedisError::Command);
+        Self(error)
+    }
+}
 
 pub struct NodeRegistry {
     link: RedisLink,

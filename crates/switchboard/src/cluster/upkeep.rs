@@ -14,6 +14,7 @@ use socketioxide::SocketIo;
 use tokio::sync::broadcast;
 
 use super::{Cluster, ClusterAdapter};
+use crate::metrics;
 use crate::rooms::{Departure, Unheard};
 use crate::signaling::{self, Signaling};
 
@@ -168,6 +169,7 @@ impl Cluster {
             match self.store.reap(&node).await {
                 Ok(departed) => {
                     tracing::warn!(%node, ghosts = departed.len(), "node died; its members were removed from their rooms");
+                    metrics::ghosts_reaped(departed.len());
                     announce(io, &departed).await;
                     if let Err(e) = self.registry.forget(&node).await {
                         tracing::warn!(%node, error = %e, "could not forget reaped node");

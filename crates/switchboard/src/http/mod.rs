@@ -7,10 +7,12 @@ mod admission;
 mod cluster;
 pub mod demo;
 mod health;
+mod metrics;
 mod ready;
 
 pub use admin::drain;
 pub use admission::admission;
 pub use cluster::cluster;
 pub use health::health;
+pub use metrics::metrics;
 pub use ready::ready;

@@ -137,6 +137,10 @@ impl RoomStore for MemoryRoomStore {
         self.rooms().len()
     }
 
+    fn local_memberships(&self) -> usize {
+        self.rooms().values().map(|r| r.members.len()).sum()
+    }
+
     async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError> {
         Ok(self
             .rooms()

@@ -120,4 +120,7 @@ pub trait RoomStore: Send + Sync + 'static {
 
     /// How many rooms have at least one member on this node (for `/cluster`).
     fn local_rooms(&self) -> usize;
+
+    /// How many room memberships this node's sockets hold (for `/metrics`).
+    fn local_memberships(&self) -> usize;
 }

@@ -34,6 +34,7 @@ use tokio::sync::RwLock;
 
 use super::{Joined, Location, Member, Peer, RoomStore, StoreError};
 use crate::cluster::RedisLink;
+use crate::metrics::{self, RedisError};
 
 /// Adds a member unless the room is full; returns `{members before, media}` or nil when full.
 const JOIN: &str = r#"
@@ -453,6 +454,10 @@ impl RoomStore for RedisRoomStore {
         self.local().len()
     }
 
+    fn local_memberships(&self) -> usize {
+        self.local().values().map(HashMap::len).sum()
+    }
+
     async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError> {
         let redis = self.redis()?;
         let members: HashMap<String, String> = redis
@@ -472,6 +477,7 @@ impl RoomStore for RedisRoomStore {
 }
 
 fn unavailable(error: fred::error::Error) -> StoreError {
+    metrics::redis_error(RedisError::Command);
     StoreError::Unavailable(error.to_string())
 }
 

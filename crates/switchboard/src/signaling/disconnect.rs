@@ -11,6 +11,7 @@ use switchboard_protocol::outbound::names;
 use switchboard_protocol::{RoomId, ServerEvent};
 
 use super::session::{Session, call_room};
+use crate::metrics::{self, LeaveCause};
 
 impl<A: Adapter> Session<A> {
     pub(super) async fn disconnect(&mut self) {
@@ -24,6 +25,7 @@ impl<A: Adapter> Session<A> {
             }
             self.emit_room(room, names::USER_DISCONNECTED, &departed)
                 .await;
+            metrics::left(LeaveCause::Disconnect);
         }
         self.rooms.clear();
     }

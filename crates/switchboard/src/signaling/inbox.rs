@@ -10,6 +10,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use quanta::Instant;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::{FromMessageParts, MessageHandler, Value};
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Limits;
 use super::session::refuse;
+use crate::metrics::{self, DisconnectCause};
 
 /// Events a socket may have waiting when rate limiting is off. With a rate limit the queue
 /// holds two bursts (a burst is at least one second of rate), so the limiter, not the queue,
@@ -35,11 +37,19 @@ pub enum Inbound<A: Adapter> {
     /// An admitted event: the packet's JSON text (`["name", payload]`, known to be text
     /// without binary attachments) and its ack.
     Event {
-        packet: Box<Value>,
+        received: Box<Received>,
         ack: AckSender<A>,
     },
     /// The connection ended; the sender is told when departures have been announced.
     Disconnect(oneshot::Sender<()>),
+}
+
+/// An admitted packet and when it arrived, the start of the relay latency metric. The time
+/// rides in the packet's box, which is allocated anyway, so queue slots stay small; it is
+/// `quanta`'s clock, the cheapest there is (see `metrics`).
+pub struct Received {
+    pub packet: Value,
+    pub at: Instant,
 }
 
 /// The socket's message handler for every event name.
@@ -106,15 +116,19 @@ impl<A: Adapter> Inbox<A> {
         if let Some(error) = refusal {
             return refuse(&socket, peek_event_name(text), &error, ack);
         }
-        if let Err(mpsc::error::TrySendError::Full(Inbound::Event { packet, ack })) =
-            self.queue.try_send(Inbound::Event {
-                packet: Box::new(packet),
-                ack,
-            })
+        let received = Box::new(Received {
+            packet,
+            at: Instant::now(),
+        });
+        if let Err(mpsc::error::TrySendError::Full(Inbound::Event { received, ack })) =
+            self.queue.try_send(Inbound::Event { received, ack })
         {
             let error =
                 ProtocolError::new(ErrorCode::RateLimited, "too many events waiting; slow down");
-            let name = packet.as_str().map_or("", |text| peek_event_name(text));
+            let name = received
+                .packet
+                .as_str()
+                .map_or("", |text| peek_event_name(text));
             refuse(&socket, name, &error, ack);
         }
     }
@@ -130,12 +144,21 @@ impl<A: Adapter> MessageHandler<A, Admission> for Inbox<A> {
 /// Queues the end of the connection behind the events already admitted, and waits until the
 /// session has announced the departure: socketioxide removes the socket from its rooms only
 /// after this returns, so the announcements still reach the whole room.
-pub async fn disconnect<A: Adapter>(queue: &mpsc::Sender<Inbound<A>>, socket: &SocketRef<A>) {
+///
+/// Logs `disconnected` and counts it only when the session was still running: a session the
+/// node shut down has already done both (see `Session::run`), and a connection says goodbye
+/// once.
+pub async fn disconnect<A: Adapter>(
+    queue: &mpsc::Sender<Inbound<A>>,
+    socket: &SocketRef<A>,
+    cause: DisconnectCause,
+) {
     let (done, announced) = oneshot::channel();
-    if queue.send(Inbound::Disconnect(done)).await.is_ok() {
-        let _ = announced.await;
+    if queue.send(Inbound::Disconnect(done)).await.is_err() || announced.await.is_err() {
+        return;
     }
-    tracing::info!(socket = %socket.id, "disconnected");
+    metrics::disconnected(cause);
+    tracing::info!(socket = %socket.id, reason = cause.name(), "disconnected");
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use switchboard_protocol::outbound::names;
 use switchboard_protocol::{ErrorCode, JoinRoom, ProtocolError, ServerEvent};
 
 use super::session::{Reply, Session, call_room};
+use crate::metrics;
 use crate::rooms::{Joined, Member, Peer, now_ms};
 
 impl<A: Adapter> Session<A> {
@@ -66,6 +67,7 @@ impl<A: Adapter> Session<A> {
         }
         .inspect_err(|_| self.socket.leave(call_room(&room_id)))?;
         self.rooms.insert(room_id.clone());
+        metrics::joined();
         tracing::info!(socket = %self.id, room = %room_id, peers = peers.len(), "joined room");
 
         for peer in &peers {

@@ -5,6 +5,7 @@ use switchboard_protocol::outbound::names;
 use switchboard_protocol::{LeaveRoom, ProtocolError, ServerEvent};
 
 use super::session::{Reply, Session, call_room};
+use crate::metrics::{self, LeaveCause};
 
 impl<A: Adapter> Session<A> {
     pub(super) async fn leave(&mut self, leave: LeaveRoom) -> Result<Reply, ProtocolError> {
@@ -19,6 +20,7 @@ impl<A: Adapter> Session<A> {
         )
         .await;
         self.socket.leave(call_room(&room));
+        metrics::left(LeaveCause::LeaveRoom);
         tracing::info!(socket = %self.id, %room, "left room");
         Ok(Reply::Done)
     }

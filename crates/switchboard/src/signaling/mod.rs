@@ -32,15 +32,21 @@ mod screen_share;
 mod session;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use axum::extract::ConnectInfo;
+
+use crate::connections::Peer;
 use serde::Deserialize;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::DisconnectReason;
+use socketioxide::{SocketIo, TransportType};
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::{Grant, TokenVerifier, Unauthorized};
+use crate::metrics;
 use crate::rooms::RoomStore;
 
 pub use disconnect::announce_departure;
@@ -58,8 +64,28 @@ pub struct Signaling {
     pub verifier: Option<TokenVerifier>,
     /// Connected sockets on this node, for `/health`.
     sockets: AtomicUsize,
+    /// Counts this node's sockets by their transport now (after any upgrade), for
+    /// `/metrics`. socketioxide only hands its server handle to handlers, so it is taken at
+    /// the first connection; until then there are no sockets to count.
+    census: OnceLock<Box<dyn Fn() -> Transports + Send + Sync>>,
     /// Turns true when the node shuts down: every session then ends as if disconnected.
     closing: watch::Sender<bool>,
+}
+
+/// Sockets by transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transports {
+    pub polling: usize,
+    pub websocket: usize,
+}
+
+/// The transport's name in logs, the same word as the `transport` label of
+/// `switchboard_connected_sockets`.
+fn transport_name(transport: TransportType) -> &'static str {
+    match transport {
+        TransportType::Polling => "polling",
+        TransportType::Websocket => "websocket",
+    }
 }
 
 /// Per-socket limits from the configuration.
@@ -80,14 +106,21 @@ impl Signaling {
         limits: Limits,
         verifier: Option<TokenVerifier>,
     ) -> Self {
+        metrics::init();
         Self {
             store,
             node_id,
             limits,
             verifier,
             sockets: AtomicUsize::new(0),
+            census: OnceLock::new(),
             closing: watch::Sender::new(false),
         }
+    }
+
+    /// This node's sockets by current transport.
+    pub fn transports(&self) -> Transports {
+        self.census.get().map(|count| count()).unwrap_or_default()
     }
 
     /// Ends every session on this node: each announces its departures and forgets its room
@@ -106,9 +139,14 @@ impl Signaling {
 /// `io.ns("/", …)` on the in-memory adapter or the Redis one.
 pub fn connect_handler<A: Adapter>(
     signaling: Arc<Signaling>,
-) -> impl ConnectHandler<A, (SocketRef<A>,)> {
+) -> impl ConnectHandler<A, (SocketRef<A>, SocketIo<A>)> {
     let for_admit = signaling.clone();
-    let connect = move |socket: SocketRef<A>| async move { on_connect(socket, signaling) };
+    let connect = move |socket: SocketRef<A>, io: SocketIo<A>| async move {
+        signaling
+            .census
+            .get_or_init(|| Box::new(move || census(&io)));
+        on_connect(socket, signaling)
+    };
     let admit = move |socket: SocketRef<A>, TryData(auth): TryData<AuthPayload>| {
         let signaling = for_admit.clone();
         async move { admit(&socket, &signaling, auth.ok()) }
@@ -154,9 +192,11 @@ fn admit<A: Adapter>(
     let (inbox, queue) = Inbox::new(&signaling.limits);
     let disconnects = inbox.sender();
     socket.on_fallback(inbox);
-    socket.on_disconnect(async move |socket: SocketRef<A>| {
-        inbox::disconnect(&disconnects, &socket).await;
-    });
+    socket.on_disconnect(
+        async move |socket: SocketRef<A>, reason: DisconnectReason| {
+            inbox::disconnect(&disconnects, &socket, reason.into()).await;
+        },
+    );
     // Events wait in the queue until `on_connect` starts the session. If the handshake fails
     // after this point, the socket is dropped with its extensions and nothing is left behind.
     socket.extensions.insert(Arc::new(Pending {
@@ -164,6 +204,19 @@ fn admit<A: Adapter>(
         queue: Mutex::new(Some(queue)),
     }));
     Ok(())
+}
+
+/// Counts the server's local sockets by transport. (`sockets()` would panic without a `/`
+/// namespace; this runs only once a socket connected to it, and it is never removed.)
+fn census<A: Adapter>(io: &SocketIo<A>) -> Transports {
+    let mut count = Transports::default();
+    for socket in io.sockets() {
+        match socket.transport_type() {
+            TransportType::Polling => count.polling += 1,
+            TransportType::Websocket => count.websocket += 1,
+        }
+    }
+    count
 }
 
 /// Connect handler: starts the socket's session on the queue [`admit`] installed.
@@ -180,6 +233,24 @@ fn on_connect<A: Adapter>(socket: SocketRef<A>, signaling: Arc<Signaling>) {
         .take();
     let Some(queue) = queue else { return };
     signaling.sockets.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), "connected");
+    metrics::connected();
+    let request = socket.req_parts();
+    let remote = request
+        .extensions
+        .get::<ConnectInfo<Peer>>()
+        .map(|ConnectInfo(peer)| peer.addr);
+    // Behind a proxy the peer is the proxy; its header says who the client was (as the
+    // client's side of the proxy claims it: informational, not authenticated).
+    let forwarded_for = request
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    tracing::info!(
+        socket = %socket.id,
+        transport = transport_name(socket.transport_type()),
+        remote = remote.map(tracing::field::display),
+        forwarded_for,
+        "connected"
+    );
     tokio::spawn(Session::new(socket, signaling, pending.grant.clone()).run(queue));
 }

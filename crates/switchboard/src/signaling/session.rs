@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use quanta::Instant;
 use serde::Serialize;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef};
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 use super::Signaling;
 use super::inbox::Inbound;
 use crate::auth::Grant;
+use crate::metrics::{self, DisconnectCause, Relayed};
 use crate::rooms::StoreError;
 
 /// What an accepted event answers in its ack.
@@ -63,12 +65,19 @@ impl<A: Adapter> Session<A> {
             };
             let Some(inbound) = inbound else {
                 self.disconnect().await;
+                if *closing.borrow() {
+                    // The node ended this session; socketioxide runs no disconnect handler
+                    // when it then closes the connection, so this is the connection's goodbye.
+                    metrics::disconnected(DisconnectCause::Shutdown);
+                    tracing::info!(socket = %self.id, reason = DisconnectCause::Shutdown.name(), "disconnected");
+                }
                 break;
             };
             match inbound {
-                Inbound::Event { packet, ack } => {
-                    let text = packet.as_str().map(|t| t.as_str()).unwrap_or_default();
-                    self.handle(text, ack).await;
+                Inbound::Event { received, ack } => {
+                    let text = received.packet.as_str().map(|t| t.as_str());
+                    self.handle(text.unwrap_or_default(), received.at, ack)
+                        .await;
                 }
                 Inbound::Disconnect(announced) => {
                     self.disconnect().await;
@@ -80,10 +89,19 @@ impl<A: Adapter> Session<A> {
         self.signaling.sockets.fetch_sub(1, Ordering::Relaxed);
     }
 
-    async fn handle(&mut self, packet: &str, ack: AckSender<A>) {
+    async fn handle(&mut self, packet: &str, received: Instant, ack: AckSender<A>) {
         let decoded = ClientEvent::decode(packet);
         let outcome = match decoded.event {
-            Ok(event) => self.dispatch(event).await,
+            Ok(event) => {
+                let kind = relay_kind(&event);
+                let outcome = self.dispatch(event).await;
+                // Dispatch returns once the event is emitted here or published to the
+                // cluster: the relay latency ends now, before the sender's ack.
+                if let (Some(kind), Ok(_)) = (kind, &outcome) {
+                    metrics::relayed(kind, received);
+                }
+                outcome
+            }
             Err(error) => Err(error),
         };
         match outcome {
@@ -169,14 +187,35 @@ pub(super) fn call_room(room: &RoomId) -> String {
     format!("call:{room}")
 }
 
+/// Which relay metric an event counts toward, if it is relayed to other sockets.
+fn relay_kind(event: &ClientEvent) -> Option<Relayed> {
+    match event {
+        ClientEvent::Message(_) => Some(Relayed::Message),
+        ClientEvent::MediaState(_) => Some(Relayed::MediaState),
+        ClientEvent::StopScreenShare(_) => Some(Relayed::StopScreenShare),
+        ClientEvent::JoinRoom(_) | ClientEvent::LeaveRoom(_) => None,
+    }
+}
+
 /// Answers a refused event: an `error` event, and a refusal ack when the client asked.
+///
+/// Every refusal is counted (`switchboard_refused_events_total`) and logged once. The log
+/// line is `info`, except for `rate-limited`, which is `debug`: a flooding client earns one
+/// refusal per excess event, and its log lines would be the flood. Other refusals are bounded
+/// by the rate limit, or (`payload-too-large`) by the bandwidth at `--max-payload` bytes each.
+/// The message never contains an envelope's `data` (it is never parsed).
 pub(super) fn refuse<A: Adapter>(
     socket: &SocketRef<A>,
     event: &str,
     error: &ProtocolError,
     ack: AckSender<A>,
 ) {
-    tracing::debug!(socket = %socket.id, event, code = %error.code, message = %error.message, "event refused");
+    metrics::refused(error.code);
+    if error.code == ErrorCode::RateLimited {
+        tracing::debug!(socket = %socket.id, event, code = %error.code, detail = %error.message, "event refused");
+    } else {
+        tracing::info!(socket = %socket.id, event, code = %error.code, detail = %error.message, "event refused");
+    }
     let sent = socket
         .emit(names::ERROR, &ErrorEvent::new(error, event))
         .and_then(|()| ack.send(&Ack::refused(error)));
