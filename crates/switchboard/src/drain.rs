@@ -106,6 +106,7 @@ impl Drain {
         }
 
         self.phase.send_replace(Phase::Moving);
+        crate::metrics::set_moving();
         // The last fifth of the spread is left for the moved sockets' sessions to end (each
         // announces its departure and updates room state) and for closing the rest.
         let moving = self.spread.saturating_sub(self.spread / 5);

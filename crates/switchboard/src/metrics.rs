@@ -135,7 +135,8 @@ pub enum DisconnectCause {
     HeartbeatTimeout,
     /// The client broke the protocol (unparsable packet, overlapping polling requests).
     ProtocolError,
-    /// The server disconnected the socket (for example while draining).
+    /// The server disconnected the socket: a draining node cut its connection to move it
+    /// to another node (any transport close during the move phase counts here).
     ServerDisconnect,
     /// The node is shutting down.
     Shutdown,
@@ -168,6 +169,11 @@ impl DisconnectCause {
 impl From<socketioxide::socket::DisconnectReason> for DisconnectCause {
     fn from(reason: socketioxide::socket::DisconnectReason) -> Self {
         use socketioxide::socket::DisconnectReason as R;
+        if MOVING.load(std::sync::atomic::Ordering::Relaxed)
+            && matches!(reason, R::TransportClose | R::TransportError)
+        {
+            return DisconnectCause::ServerDisconnect;
+        }
         match reason {
             R::TransportClose => DisconnectCause::ClientClosed,
             R::ClientNSDisconnect => DisconnectCause::ClientLeft,
@@ -424,6 +430,15 @@ pub fn redis_error(kind: RedisError) {
 /// Members of a dead node were removed from their rooms.
 pub fn ghosts_reaped(count: usize) {
     HANDLES.ghosts_reaped.increment(count as u64);
+}
+
+/// Set once a draining node starts cutting connections: the transport closes that follow
+/// are its own doing, not the network's.
+static MOVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The drain entered its move phase (see [`DisconnectCause::ServerDisconnect`]).
+pub fn set_moving() {
+    MOVING.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Whether this node is draining: called by the drain when it begins (and ends, if ever).
