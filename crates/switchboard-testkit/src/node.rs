@@ -11,6 +11,9 @@ use crate::port::free_port;
 /// How long a node may take to answer `/health` after it is spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Longest wait for an answer to one HTTP request to a node.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How much of a node's log a failing test prints when the node is dropped.
 const LOG_TAIL_BYTES: usize = 8000;
 
@@ -111,19 +114,13 @@ impl Node {
     /// GET a path on the node and return (status, body).
     pub fn get(&self, path: &str) -> Result<(u16, String), String> {
         let url = format!("{}{path}", self.url());
-        let mut response = ureq::get(&url)
+        let response = ureq::get(&url)
             .config()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
+            .timeout_global(Some(HTTP_TIMEOUT))
             .build()
-            .call()
-            .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        Ok((status, body))
+            .call();
+        status_and_body(response)
     }
 
     /// POST an empty body to a path on the node, with `Authorization: Bearer <bearer>` when
@@ -133,18 +130,12 @@ impl Node {
         let mut request = ureq::post(&url)
             .config()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
+            .timeout_global(Some(HTTP_TIMEOUT))
             .build();
         if let Some(token) = bearer {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
-        let mut response = request.send_empty().map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        Ok((status, body))
+        status_and_body(request.send_empty())
     }
 
     /// Sends a signal (`TERM`, `INT`, ...) to the node's process, without waiting.
@@ -213,6 +204,19 @@ impl Node {
         }
         panic!("switchboard did not become healthy:\n{}", self.log());
     }
+}
+
+/// The status and body of an HTTP answer, or why there was none.
+fn status_and_body(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<(u16, String), String> {
+    let mut response = response.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, body))
 }
 
 /// Starts the process, appending its output to `log`.
