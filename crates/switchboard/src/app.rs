@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::drain::Drain;
 use crate::http;
 use crate::rooms::{MemoryRoomStore, RoomStore, now_ms};
+use crate::sessions::{SessionDirectory, Sessions};
 use crate::signaling::{self, Limits, Signaling};
 
 /// Bytes tungstenite allocates per WebSocket for reading, and reads per syscall at most
@@ -121,13 +122,15 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         .max_payload(config.max_polling_body())
         .max_buffer_size(config.max_buffered_packets as usize)
         .ws_read_buffer_size(WS_READ_BUFFER);
-    let signaling_with = |store: Arc<dyn RoomStore>| {
-        Arc::new(Signaling::new(store, node.id.clone(), limits, verifier))
+    let grace = config.resume_grace();
+    let signaling_with = |store: Arc<dyn RoomStore>, directory: Option<Arc<dyn SessionDirectory>>| {
+        let sessions = Sessions::new(grace, directory);
+        Arc::new(Signaling::new(store, sessions, node.id.clone(), limits, verifier))
     };
 
     let (state, router, sockets) = match &config.redis_url {
         None => {
-            let signaling = signaling_with(Arc::new(MemoryRoomStore::new()));
+            let signaling = signaling_with(Arc::new(MemoryRoomStore::new()), None);
             let (layer, io) = sockets.build_layer();
             io.ns("/", signaling::connect_handler(signaling.clone()));
             let state = AppState::new(config, signaling, node, None);
@@ -139,7 +142,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         }
         Some(url) => {
             let cluster = Arc::new(Cluster::open(url, node.clone(), config.node_ttl()).await?);
-            let signaling = signaling_with(cluster.store.clone());
+            let signaling = signaling_with(cluster.store.clone(), Some(cluster.sessions.clone()));
             let (layer, io) = sockets
                 .with_adapter::<ClusterAdapter>(cluster.adapter())
                 .build_layer();

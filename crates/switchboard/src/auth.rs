@@ -16,12 +16,18 @@ pub struct Grant {
     /// Rooms this socket may join; absent means any room.
     #[serde(default)]
     pub rooms: Option<Vec<String>>,
+    /// The token's subject: a resumable session resumes only with a token of the same one.
+    #[serde(default)]
+    pub sub: Option<String>,
 }
 
 impl Grant {
     /// A grant for unauthenticated mode: everything is allowed.
     pub fn anyone() -> Self {
-        Grant { rooms: None }
+        Grant {
+            rooms: None,
+            sub: None,
+        }
     }
 
     pub fn may_join(&self, room: &RoomId) -> bool {

@@ -88,9 +88,15 @@ pub struct Config {
 
     /// Seconds without a heartbeat after which a node counts as dead and a surviving node
     /// removes its members from their rooms (nodes heartbeat every fifth of this). Ghosts of
-    /// a crashed node are gone within about this plus one heartbeat.
-    #[arg(long, env = "NODE_TTL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    /// a crashed node are gone within about this plus one heartbeat (resumable sessions get
+    /// their --resume-grace first).
+    #[arg(long, env = "NODE_TTL", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub node_ttl: u64,
+
+    /// Seconds a resumable session (a client that sent `resume` in its handshake auth) stays
+    /// resumable after losing its connection, before its departure is announced.
+    #[arg(long, env = "RESUME_GRACE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub resume_grace: u64,
 
     /// The URL clients and operators reach this node at, as listed by `GET /cluster`.
     /// Default: `http://<host>:<port>`.
@@ -205,6 +211,10 @@ impl Config {
 
     pub fn node_ttl(&self) -> Duration {
         Duration::from_secs(self.node_ttl)
+    }
+
+    pub fn resume_grace(&self) -> Duration {
+        Duration::from_secs(self.resume_grace)
     }
 
     pub fn drain_wait(&self) -> Duration {

@@ -21,4 +21,5 @@ pub mod drain;
 pub mod http;
 pub mod metrics;
 pub mod rooms;
+pub mod sessions;
 pub mod signaling;

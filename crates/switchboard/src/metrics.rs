@@ -21,6 +21,9 @@
 //! | `switchboard_bus_messages_lost_total` | counter (cluster mode only) | |
 //! | `switchboard_bus_publishes_skipped_total` | counter (cluster mode only) | |
 //! | `switchboard_ghosts_reaped_total` | counter | |
+//! | `switchboard_sessions_resumed_total` | counter | |
+//! | `switchboard_sessions_parked_total` | counter | |
+//! | `switchboard_sessions_ended_total` | counter | `reason`: `expired`, `overflow` |
 //! | `switchboard_build_info` | gauge, always 1 | `version`, `node` |
 //! | `switchboard_start_time_seconds` | gauge | |
 //!
@@ -289,6 +292,9 @@ struct Handles {
     refused: [Counter; ErrorCode::ALL.len()],
     redis_errors: [Counter; RedisError::ALL.len()],
     ghosts_reaped: Counter,
+    sessions_resumed: Counter,
+    sessions_parked: Counter,
+    sessions_ended: [Counter; 2],
     draining: Gauge,
 }
 
@@ -310,6 +316,10 @@ impl Handles {
             redis_errors: RedisError::ALL
                 .map(|k| metrics::counter!("switchboard_redis_errors_total", "kind" => k.name())),
             ghosts_reaped: metrics::counter!("switchboard_ghosts_reaped_total"),
+            sessions_resumed: metrics::counter!("switchboard_sessions_resumed_total"),
+            sessions_parked: metrics::counter!("switchboard_sessions_parked_total"),
+            sessions_ended: ["expired", "overflow"]
+                .map(|r| metrics::counter!("switchboard_sessions_ended_total", "reason" => r)),
             draining: metrics::gauge!("switchboard_draining"),
         }
     }
@@ -357,6 +367,18 @@ fn describe() {
     describe_counter!(
         "switchboard_ghosts_reaped_total",
         "Members of dead nodes this node removed from their rooms"
+    );
+    describe_counter!(
+        "switchboard_sessions_resumed_total",
+        "Resumable sessions continued by a new connection on this node"
+    );
+    describe_counter!(
+        "switchboard_sessions_parked_total",
+        "Resumable sessions whose connection was lost, kept for --resume-grace"
+    );
+    describe_counter!(
+        "switchboard_sessions_ended_total",
+        "Parked sessions whose departure this node announced: grace expired, or too much kept"
     );
     describe_gauge!(
         "switchboard_draining",
@@ -430,6 +452,22 @@ pub fn redis_error(kind: RedisError) {
 /// Members of a dead node were removed from their rooms.
 pub fn ghosts_reaped(count: usize) {
     HANDLES.ghosts_reaped.increment(count as u64);
+}
+
+/// A resumable session was continued by a new connection.
+pub fn session_resumed() {
+    HANDLES.sessions_resumed.increment(1);
+}
+
+/// A resumable session lost its connection and waits to be resumed.
+pub fn session_parked() {
+    HANDLES.sessions_parked.increment(1);
+}
+
+/// A parked session ended: not resumed in time (`overflow`: false), or too much was kept
+/// for it (`overflow`: true).
+pub fn session_ended(overflow: bool) {
+    HANDLES.sessions_ended[usize::from(overflow)].increment(1);
 }
 
 /// Set once a draining node starts cutting connections: the transport closes that follow

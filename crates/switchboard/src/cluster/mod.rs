@@ -6,6 +6,7 @@
 //! - [`bus`]: socketioxide-redis's pub/sub driver over fred, so an emit to a room or a socket
 //!   reaches it on whichever node it is connected to.
 //! - room state: [`crate::rooms::RedisRoomStore`], so every node sees who is in a room.
+//! - [`mail`]: messages to one node, for resumable sessions (see `crate::sessions`).
 //! - [`registry`]: which nodes are alive, so a survivor can clean up after a crashed one.
 //! - [`upkeep`]: the node's upkeep loop ([`Cluster::run`]), which heartbeats, resynchronises
 //!   this node's members into Redis after every (re)connection, and reaps dead nodes.
@@ -15,6 +16,7 @@
 
 mod bus;
 mod link;
+mod mail;
 mod registry;
 mod upkeep;
 
@@ -27,9 +29,11 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 
 pub use bus::RedisBus;
 pub use link::{InvalidRedisUrl, RedisLink};
+pub use mail::{Mail, mail_channel};
 pub use registry::{NodeInfo, NodeRegistry};
 
 use crate::rooms::{RedisRoomStore, now_ms};
+use crate::sessions::RedisSessionDirectory;
 use crate::signaling::Signaling;
 
 /// How long a starting node waits for Redis before it serves anyway.
@@ -67,6 +71,7 @@ pub struct Cluster {
     pub link: RedisLink,
     pub bus: RedisBus,
     pub store: Arc<RedisRoomStore>,
+    pub sessions: Arc<RedisSessionDirectory>,
     pub registry: NodeRegistry,
     pub node: NodeIdentity,
     /// A node silent this long is dead.
@@ -88,9 +93,15 @@ impl Cluster {
         if !link.wait_up(STARTUP_WAIT).await {
             tracing::warn!("Redis not reachable yet; serving local rooms only until it is");
         }
+        let store = Arc::new(RedisRoomStore::new(link.clone(), node.id.clone()));
         Ok(Self {
             bus: RedisBus::start(link.clone()),
-            store: Arc::new(RedisRoomStore::new(link.clone(), node.id.clone())),
+            sessions: Arc::new(RedisSessionDirectory::new(
+                link.clone(),
+                node.id.clone(),
+                store.clone(),
+            )),
+            store,
             registry: NodeRegistry::new(link.clone(), ttl),
             link,
             node,

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_protocol::{MediaState, MemberName, RoomId};
 use tokio::sync::RwLock;
 
-use super::{Joined, Location, Member, Peer, RoomStore, StoreError};
+use super::{Joined, Located, Location, Member, Peer, RoomStore, StoreError};
 use crate::cluster::RedisLink;
 use crate::metrics::{self, RedisError};
 
@@ -93,6 +93,8 @@ struct MemberRecord {
     name: String,
     node: String,
     joined_at_ms: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    resumable: bool,
 }
 
 impl MemberRecord {
@@ -101,6 +103,7 @@ impl MemberRecord {
             name: member.name.as_str().to_owned(),
             node: member.node.clone(),
             joined_at_ms: member.joined_at_ms,
+            resumable: member.resumable,
         }
     }
 
@@ -110,6 +113,7 @@ impl MemberRecord {
             name: MemberName::try_from(self.name).ok()?,
             node: self.node,
             joined_at_ms: self.joined_at_ms,
+            resumable: self.resumable,
         })
     }
 }
@@ -119,6 +123,15 @@ impl MemberRecord {
 pub struct Departure {
     pub room: RoomId,
     pub member_id: String,
+}
+
+/// What reaping a dead node found.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    /// Members removed from their rooms, to announce.
+    pub departed: Vec<Departure>,
+    /// Members that are resumable sessions: left in their rooms for their grace period.
+    pub resumable: Vec<Departure>,
 }
 
 /// What a resync changed, for the caller to announce.
@@ -253,10 +266,38 @@ impl RedisRoomStore {
         Ok(matches!(removed, Value::Integer(1)))
     }
 
-    /// Removes every member a node left in Redis. Returns those that were still in a room,
-    /// for the caller to announce. Safe to repeat.
-    pub async fn reap(&self, node: &str) -> Result<Vec<Departure>, StoreError> {
-        self.remove_indexed(node, |_| false).await
+    /// Removes every member a node left in Redis, except resumable sessions, which get their
+    /// grace period (the caller parks them; see `sessions`). Returns the members that were
+    /// still in a room, for the caller to announce, and the resumable ones. Safe to repeat.
+    pub async fn reap(&self, node: &str) -> Result<Reaped, StoreError> {
+        let index = node_members_key(node);
+        let entries: Vec<String> = self.redis()?.smembers(&index).await.map_err(unavailable)?;
+        let mut reaped = Reaped::default();
+        for entry in entries {
+            let Some(departure) = parse_index_entry(&entry) else {
+                continue;
+            };
+            let record = self.record(&departure.room, &departure.member_id).await?;
+            match record {
+                // Resumed on another node already: that node holds it now.
+                Some(r) if r.node != node => {}
+                Some(r) if r.resumable => reaped.resumable.push(departure),
+                _ => {
+                    if self
+                        .remove(departure.room.as_str(), &departure.member_id)
+                        .await?
+                    {
+                        reaped.departed.push(departure);
+                    }
+                }
+            }
+            let _: i64 = self
+                .redis()?
+                .srem(&index, &entry)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(reaped)
     }
 
     /// Makes Redis agree with this node about its members: removes what Redis still holds for
@@ -303,6 +344,63 @@ impl RedisRoomStore {
             .media
             .retain(|(room, id, _)| self.local().get(room).is_some_and(|m| m.contains_key(id)));
         Ok(Resynced { stale, unheard })
+    }
+
+    /// A member's record in a room, as Redis has it.
+    async fn record(&self, room: &RoomId, member_id: &str) -> Result<Option<MemberRecord>, StoreError> {
+        let record: Option<String> = self
+            .redis()?
+            .hget(members_key(room.as_str()), member_id)
+            .await
+            .map_err(unavailable)?;
+        Ok(record.and_then(|r| serde_json::from_str::<MemberRecord>(&r).ok()))
+    }
+
+    /// Makes a resumed session's membership of `room` this node's: its record names this
+    /// node, this node's index lists it and `from`'s no longer does, and it is a local member.
+    /// Returns false when Redis no longer has the member in that room (nothing changed).
+    pub async fn adopt(&self, room: &RoomId, member_id: &str, from: &str) -> Result<bool, StoreError> {
+        let _changing = self.changes.read().await;
+        let Some(record) = self.record(room, member_id).await? else {
+            return Ok(false);
+        };
+        let media: Option<String> = self
+            .redis()?
+            .hget(media_key(room.as_str()), member_id)
+            .await
+            .map_err(unavailable)?;
+        let media = media.and_then(|m| serde_json::from_str::<MediaState>(&m).ok());
+        let Some(mut member) = record.into_member(member_id.to_owned()) else {
+            return Ok(false);
+        };
+        member.node = self.node.clone();
+        let entry = index_entry(room.as_str(), member_id);
+        let _: i64 = self
+            .redis()?
+            .sadd(node_members_key(&self.node), &entry)
+            .await
+            .map_err(unavailable)?;
+        let media_json = media.map(|m| to_json(&m)).unwrap_or_default();
+        let args = vec![member_id.to_owned(), to_json(&MemberRecord::of(&member)), media_json];
+        self.run(&self.restore, room.as_str(), args).await?;
+        if from != self.node {
+            let _: i64 = self
+                .redis()?
+                .srem(node_members_key(from), &entry)
+                .await
+                .map_err(unavailable)?;
+        }
+        self.local()
+            .entry(room.clone())
+            .or_default()
+            .insert(member_id.to_owned(), (member, media));
+        Ok(true)
+    }
+
+    /// Removes a member from a room in Redis on behalf of a node that cannot (it crashed):
+    /// whether it was there.
+    pub async fn remove_member(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError> {
+        self.remove(room.as_str(), member_id).await
     }
 
     /// Ids of this node's members in a room.
@@ -428,26 +526,45 @@ impl RoomStore for RedisRoomStore {
         Ok(true)
     }
 
-    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Location>, StoreError> {
-        if self
+    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Located>, StoreError> {
+        let here = self
             .local()
             .get(room)
-            .is_some_and(|m| m.contains_key(member_id))
-        {
-            return Ok(Some(Location::ThisNode));
+            .and_then(|m| m.get(member_id))
+            .map(|(member, _)| member.resumable);
+        if let Some(resumable) = here {
+            return Ok(Some(Located {
+                location: Location::ThisNode,
+                resumable,
+            }));
         }
-        let record: Option<String> = self
-            .redis()?
-            .hget(members_key(room.as_str()), member_id)
-            .await
-            .map_err(unavailable)?;
-        let node = record
-            .and_then(|r| serde_json::from_str::<MemberRecord>(&r).ok())
-            .map(|r| r.node);
+        let record = self.record(room, member_id).await?;
         // An entry claiming this node but unknown here is left over from an earlier run.
-        Ok(node
-            .filter(|n| *n != self.node)
-            .map(|_| Location::OtherNode))
+        Ok(record.filter(|r| r.node != self.node).map(|r| Located {
+            location: Location::OtherNode(r.node),
+            resumable: r.resumable,
+        }))
+    }
+
+    async fn release(&self, member_id: &str) -> Vec<RoomId> {
+        let _changing = self.changes.read().await;
+        let rooms: Vec<RoomId> = {
+            let mut local = self.local();
+            let rooms: Vec<RoomId> = local
+                .iter_mut()
+                .filter_map(|(room, members)| members.remove(member_id).map(|_| room.clone()))
+                .collect();
+            local.retain(|_, members| !members.is_empty());
+            rooms
+        };
+        for room in &rooms {
+            if let Ok(redis) = self.redis() {
+                let _: Result<i64, _> = redis
+                    .srem(node_members_key(&self.node), index_entry(room.as_str(), member_id))
+                    .await;
+            }
+        }
+        rooms
     }
 
     fn local_rooms(&self) -> usize {
@@ -561,6 +678,7 @@ mod tests {
                 name: name.into(),
                 node: "n".into(),
                 joined_at_ms: at,
+                resumable: false,
             })
         };
         let members = vec![

@@ -22,12 +22,14 @@
 //! `MessageHandler` that socketioxide calls synchronously in arrival order; it only admits the
 //! event into the socket's queue, and [`Session`] handles the queue in order.
 
+mod deliver;
 mod disconnect;
 mod inbox;
 mod join;
 mod leave;
 mod media;
 mod relay;
+mod resume;
 mod screen_share;
 mod session;
 
@@ -48,15 +50,20 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::{Grant, TokenVerifier, Unauthorized};
 use crate::metrics;
 use crate::rooms::RoomStore;
+use crate::sessions::Sessions;
 
-pub use disconnect::announce_departure;
+pub use deliver::to_session;
+pub use disconnect::{announce_departure, announce_session_end};
 use inbox::{Inbound, Inbox};
 pub use media::announce_media;
+pub use resume::SESSION_EVENT;
 use session::Session;
 
 /// Everything the handlers share, built once at start-up.
 pub struct Signaling {
     pub store: Arc<dyn RoomStore>,
+    /// Resumable sessions this node holds (see `sessions`).
+    pub sessions: Sessions,
     /// Stored with each member so a survivor can clean up after this node in a cluster.
     pub node_id: String,
     pub limits: Limits,
@@ -102,6 +109,7 @@ pub struct Limits {
 impl Signaling {
     pub fn new(
         store: Arc<dyn RoomStore>,
+        sessions: Sessions,
         node_id: String,
         limits: Limits,
         verifier: Option<TokenVerifier>,
@@ -109,6 +117,7 @@ impl Signaling {
         metrics::init();
         Self {
             store,
+            sessions,
             node_id,
             limits,
             verifier,
@@ -142,10 +151,11 @@ pub fn connect_handler<A: Adapter>(
 ) -> impl ConnectHandler<A, (SocketRef<A>, SocketIo<A>)> {
     let for_admit = signaling.clone();
     let connect = move |socket: SocketRef<A>, io: SocketIo<A>| async move {
+        let for_census = io.clone();
         signaling
             .census
-            .get_or_init(|| Box::new(move || census(&io)));
-        on_connect(socket, signaling)
+            .get_or_init(|| Box::new(move || census(&for_census)));
+        on_connect(socket, io, signaling)
     };
     let admit = move |socket: SocketRef<A>, TryData(auth): TryData<AuthPayload>| {
         let signaling = for_admit.clone();
@@ -158,11 +168,25 @@ pub fn connect_handler<A: Adapter>(
 #[derive(Debug, Deserialize)]
 struct AuthPayload {
     token: Option<String>,
+    /// Present (even empty) when the client opts in to resumable sessions: the token of the
+    /// session to continue. Anything but a string counts as empty.
+    #[serde(default, deserialize_with = "resume_token")]
+    resume: Option<String>,
+}
+
+fn resume_token<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(Some(match value {
+        serde_json::Value::String(token) => token,
+        _ => String::new(),
+    }))
 }
 
 /// A socket admitted by [`admit`] whose session has not started yet.
 struct Pending<A: Adapter> {
     grant: Grant,
+    /// `auth.resume`, for a client that opted in to resumable sessions.
+    resume: Option<String>,
     queue: Mutex<Option<mpsc::Receiver<Inbound<A>>>>,
 }
 
@@ -177,18 +201,22 @@ fn admit<A: Adapter>(
     signaling: &Signaling,
     auth: Option<AuthPayload>,
 ) -> Result<(), Unauthorized> {
+    let (token, resume) = auth.map_or((None, None), |a| (a.token, a.resume));
     let grant = match &signaling.verifier {
         None => Grant::anyone(),
         Some(verifier) => {
-            let token = auth.and_then(|a| a.token).ok_or(Unauthorized)?;
+            let token = token.ok_or(Unauthorized)?;
             verifier.verify(&token).inspect_err(|_| {
                 tracing::info!(socket = %socket.id, "handshake refused: invalid token");
             })?
         }
     };
     // socketioxide does not put a socket in a room named after its id; relays and join
-    // introductions address sockets through that room, on this node or any other.
-    socket.join(socket.id.to_string());
+    // introductions address sockets through that room, on this node or any other. A
+    // resumable session is addressed through its session instead (`deliver`).
+    if resume.is_none() {
+        socket.join(socket.id.to_string());
+    }
     let (inbox, queue) = Inbox::new(&signaling.limits);
     let disconnects = inbox.sender();
     socket.on_fallback(inbox);
@@ -201,6 +229,7 @@ fn admit<A: Adapter>(
     // after this point, the socket is dropped with its extensions and nothing is left behind.
     socket.extensions.insert(Arc::new(Pending {
         grant,
+        resume,
         queue: Mutex::new(Some(queue)),
     }));
     Ok(())
@@ -220,7 +249,7 @@ fn census<A: Adapter>(io: &SocketIo<A>) -> Transports {
 }
 
 /// Connect handler: starts the socket's session on the queue [`admit`] installed.
-fn on_connect<A: Adapter>(socket: SocketRef<A>, signaling: Arc<Signaling>) {
+fn on_connect<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, signaling: Arc<Signaling>) {
     let Some(pending) = socket.extensions.remove::<Arc<Pending<A>>>() else {
         tracing::error!(socket = %socket.id, "connected without admission; closing");
         let _ = socket.disconnect();
@@ -252,5 +281,6 @@ fn on_connect<A: Adapter>(socket: SocketRef<A>, signaling: Arc<Signaling>) {
         forwarded_for,
         "connected"
     );
-    tokio::spawn(Session::new(socket, signaling, pending.grant.clone()).run(queue));
+    let session = Session::new(socket, io, signaling, pending.grant.clone());
+    tokio::spawn(session.run(queue, pending.resume.clone()));
 }
