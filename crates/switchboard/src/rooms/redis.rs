@@ -397,6 +397,21 @@ impl RedisRoomStore {
         Ok(true)
     }
 
+    /// The rooms `node`'s index lists `member_id` in (a session live on a node that died).
+    pub async fn indexed_rooms(&self, node: &str, member_id: &str) -> Result<Vec<RoomId>, StoreError> {
+        let entries: Vec<String> = self
+            .redis()?
+            .smembers(node_members_key(node))
+            .await
+            .map_err(unavailable)?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| parse_index_entry(e))
+            .filter(|d| d.member_id == member_id)
+            .map(|d| d.room)
+            .collect())
+    }
+
     /// Removes a member from a room in Redis on behalf of a node that cannot (it crashed):
     /// whether it was there.
     pub async fn remove_member(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError> {

@@ -138,8 +138,9 @@ pub type Roster = BTreeMap<RoomId, Vec<String>>;
 
 /// The live connection carrying a session on this node.
 pub trait Connection: Send + Sync {
-    /// Sends one event with an already serialized JSON payload.
-    fn emit(&self, event: &str, payload: &str);
+    /// Sends one event with an already serialized JSON payload; false if the connection is
+    /// closing (the event did not go out).
+    fn emit(&self, event: &str, payload: &str) -> bool;
     /// Closes the connection without any announcement: another connection took over.
     fn close(&self);
     /// The socket id of this connection.
@@ -235,6 +236,9 @@ enum State {
     },
     Live {
         connection: Arc<dyn Connection>,
+        /// Events its connection refused because it was closing (single process only;
+        /// with Redis they are kept there): they are kept once it is parked.
+        lost: Vec<Kept>,
     },
     /// Between connections. What is kept here is what could not go to the directory.
     Parked {
@@ -368,7 +372,7 @@ impl Sessions {
         }
         let entry = local.remove(&presented.peer)?;
         Some(match entry.state {
-            State::Starting { connection, .. } | State::Live { connection } => {
+            State::Starting { connection, .. } | State::Live { connection, .. } => {
                 (Some(connection), Vec::new(), Roster::new())
             }
             State::Parked { kept, roster, .. } => (None, kept, roster),
@@ -394,6 +398,7 @@ impl Sessions {
         }
         entry.state = State::Live {
             connection: connection.clone(),
+            lost: Vec::new(),
         };
     }
 
@@ -403,15 +408,26 @@ impl Sessions {
             event: event.to_owned(),
             payload: payload.to_owned(),
         };
+        // Who may still hold the session live as far as Redis knows: this node, when its
+        // connection here is closing but not parked yet.
+        let mut unreachable = "";
         {
             let mut local = self.local();
             let Some(entry) = local.get_mut(peer) else {
                 return Delivery::NotHere;
             };
             match &mut entry.state {
-                State::Live { connection } => {
-                    connection.emit(event, payload);
-                    return Delivery::Done;
+                State::Live { connection, lost } => {
+                    if connection.emit(event, payload) {
+                        return Delivery::Done;
+                    }
+                    match &self.directory {
+                        Some(directory) => unreachable = directory.node(),
+                        None => {
+                            lost.push(kept);
+                            return Delivery::Done;
+                        }
+                    }
                 }
                 State::Starting { pending, .. } => {
                     pending.push(kept);
@@ -422,7 +438,7 @@ impl Sessions {
         }
         // Parked: kept in Redis when it can be (another node may resume it), else here.
         if let Some(directory) = &self.directory {
-            match directory.keep(peer, &kept, "").await {
+            match directory.keep(peer, &kept, unreachable).await {
                 Ok(Keeping::Kept) => return Delivery::Done,
                 Ok(Keeping::Overflow) => {
                     self.wake(peer);
@@ -466,14 +482,16 @@ impl Sessions {
             let Some(entry) = local.get_mut(peer) else {
                 return None;
             };
-            match &entry.state {
-                State::Live { connection } | State::Starting { connection, .. }
-                    if connection.socket() == socket => {}
+            let lost = match &mut entry.state {
+                State::Live { connection, lost } if connection.socket() == socket => {
+                    std::mem::take(lost)
+                }
+                State::Starting { connection, .. } if connection.socket() == socket => Vec::new(),
                 _ => return None,
-            }
+            };
             entry.state = State::Parked {
-                kept: Vec::new(),
-                bytes: 0,
+                bytes: lost.iter().map(Kept::size).sum(),
+                kept: lost,
                 roster: roster.clone(),
                 wake: wake.clone(),
             };
@@ -506,7 +524,7 @@ impl Sessions {
     /// Whether `peer`'s connection `socket` is the one carrying the session here.
     pub fn carries(&self, peer: &str, socket: &str) -> bool {
         self.local().get(peer).is_some_and(|entry| match &entry.state {
-            State::Live { connection } | State::Starting { connection, .. } => {
+            State::Live { connection, .. } | State::Starting { connection, .. } => {
                 connection.socket() == socket
             }
             State::Parked { .. } => false,
@@ -561,7 +579,7 @@ impl Sessions {
         let Some(entry) = self.local().remove(peer) else {
             return false;
         };
-        if let State::Live { connection } | State::Starting { connection, .. } = entry.state {
+        if let State::Live { connection, .. } | State::Starting { connection, .. } = entry.state {
             connection.close();
         }
         true
@@ -646,8 +664,9 @@ mod tests {
     }
 
     impl Connection for Fake {
-        fn emit(&self, event: &str, _payload: &str) {
+        fn emit(&self, event: &str, _payload: &str) -> bool {
             self.sent.lock().unwrap().push(event.to_owned());
+            true
         }
         fn close(&self) {}
         fn socket(&self) -> &str {

@@ -26,7 +26,7 @@ use super::{
 };
 use crate::cluster::{Mail, RedisLink, mail_channel};
 use crate::metrics::{self, RedisError};
-use crate::rooms::{RedisRoomStore, StoreError, now_ms};
+use crate::rooms::{RedisRoomStore, RoomStore, StoreError, now_ms};
 
 /// How long a live session's record lives without being touched (a safety net).
 const LIVE_TTL_SECS: i64 = 24 * 3600;
@@ -286,12 +286,20 @@ impl SessionDirectory for RedisSessionDirectory {
                 .collect(),
             _ => Vec::new(),
         };
-        let roster = parts
+        let mut roster = parts
             .pop()
             .and_then(Value::into_string)
             .map(|json| roster_from_json(&json))
             .unwrap_or_default();
         let from = parts.pop().and_then(Value::into_string).unwrap_or_default();
+        if roster.is_empty() && from != self.node {
+            // It was live (its node died, or its old connection is still open there): its
+            // rooms are in that node's index, and nobody left them while it was away.
+            for room in self.store.indexed_rooms(&from, &token.peer).await? {
+                let peers = self.store.peers(&room).await?;
+                roster.insert(room, peers.into_iter().map(|p| p.member.id).collect());
+            }
+        }
         let _: Result<i64, _> = self.link.commands().zrem(PARKED, &token.peer).await;
         if from == self.node {
             return Ok(Some(Resumed {

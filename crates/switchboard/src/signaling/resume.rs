@@ -50,14 +50,22 @@ struct SocketConnection<A: Adapter> {
 }
 
 impl<A: Adapter> Connection for SocketConnection<A> {
-    fn emit(&self, event: &str, payload: &str) {
+    fn emit(&self, event: &str, payload: &str) -> bool {
+        if !self.socket.connected() {
+            return false;
+        }
         match RawValue::from_string(payload.to_owned()) {
-            Ok(raw) => {
-                if let Err(e) = self.socket.emit(event, &raw) {
+            Ok(raw) => match self.socket.emit(event, &raw) {
+                Ok(()) => true,
+                Err(e) => {
                     tracing::debug!(socket = %self.id, event, error = %e, "emit to session failed");
+                    false
                 }
+            },
+            Err(e) => {
+                tracing::warn!(event, error = %e, "kept event is not JSON; dropped");
+                true
             }
-            Err(e) => tracing::warn!(event, error = %e, "kept event is not JSON; dropped"),
         }
     }
 
