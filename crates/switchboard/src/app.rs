@@ -123,9 +123,16 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         .max_buffer_size(config.max_buffered_packets as usize)
         .ws_read_buffer_size(WS_READ_BUFFER);
     let grace = config.resume_grace();
-    let signaling_with = |store: Arc<dyn RoomStore>, directory: Option<Arc<dyn SessionDirectory>>| {
+    let signaling_with = |store: Arc<dyn RoomStore>,
+                          directory: Option<Arc<dyn SessionDirectory>>| {
         let sessions = Sessions::new(grace, directory);
-        Arc::new(Signaling::new(store, sessions, node.id.clone(), limits, verifier))
+        Arc::new(Signaling::new(
+            store,
+            sessions,
+            node.id.clone(),
+            limits,
+            verifier,
+        ))
     };
 
     let (state, router, sockets) = match &config.redis_url {

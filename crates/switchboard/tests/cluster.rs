@@ -188,7 +188,14 @@ fn session_resume() {
     let mut cluster = Cluster::start(
         BIN,
         2,
-        &["--resume-grace", "4", "--drain-wait", "0", "--drain-spread", "1"],
+        &[
+            "--resume-grace",
+            "4",
+            "--drain-wait",
+            "0",
+            "--drain-spread",
+            "1",
+        ],
     );
     run_scenario(&mut cluster, "resume.test.mjs", "websocket");
     assert_all_running(&mut cluster);

@@ -170,7 +170,11 @@ impl Cluster {
                 Some(Mail::Moved { peer }) => {
                     if signaling.sessions.moved_away(&peer) {
                         let rooms = signaling.store.release(&peer).await;
-                        tracing::info!(peer, rooms = rooms.len(), "session resumed on another node");
+                        tracing::info!(
+                            peer,
+                            rooms = rooms.len(),
+                            "session resumed on another node"
+                        );
                     }
                 }
                 None => tracing::warn!("unreadable node mail ignored"),
@@ -181,7 +185,11 @@ impl Cluster {
     /// Ends parked sessions whose grace is over and whose node did not end them (it
     /// crashed or exited), and announces their departures.
     async fn end_due_sessions(&self, io: &SocketIo<ClusterAdapter>, signaling: &Signaling) {
-        let due = match self.sessions.due(now_ms().saturating_sub(SWEEP_MARGIN_MS)).await {
+        let due = match self
+            .sessions
+            .due(now_ms().saturating_sub(SWEEP_MARGIN_MS))
+            .await
+        {
             Ok(due) => due,
             Err(e) => {
                 tracing::debug!(error = %e, "could not list parked sessions");
@@ -270,21 +278,32 @@ impl Cluster {
     ) -> usize {
         let mut sessions: BTreeMap<String, Vec<Departure>> = BTreeMap::new();
         for member in members {
-            sessions.entry(member.member_id.clone()).or_default().push(member);
+            sessions
+                .entry(member.member_id.clone())
+                .or_default()
+                .push(member);
         }
         let mut parked = 0;
         for (peer, rooms) in sessions {
             let mut roster = Roster::new();
             for d in &rooms {
                 let peers = signaling.store.peers(&d.room).await.unwrap_or_default();
-                roster.insert(d.room.clone(), peers.into_iter().map(|p| p.member.id).collect());
+                roster.insert(
+                    d.room.clone(),
+                    peers.into_iter().map(|p| p.member.id).collect(),
+                );
             }
             let grace = signaling.sessions.grace();
             match self.sessions.park_orphan(&peer, node, &roster, grace).await {
                 Ok(true) => parked += 1,
                 Ok(false) => {
                     for d in rooms {
-                        if self.store.remove_member(&d.room, &peer).await.unwrap_or(false) {
+                        if self
+                            .store
+                            .remove_member(&d.room, &peer)
+                            .await
+                            .unwrap_or(false)
+                        {
                             departed.push(d);
                         }
                     }

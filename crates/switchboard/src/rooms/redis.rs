@@ -347,7 +347,11 @@ impl RedisRoomStore {
     }
 
     /// A member's record in a room, as Redis has it.
-    async fn record(&self, room: &RoomId, member_id: &str) -> Result<Option<MemberRecord>, StoreError> {
+    async fn record(
+        &self,
+        room: &RoomId,
+        member_id: &str,
+    ) -> Result<Option<MemberRecord>, StoreError> {
         let record: Option<String> = self
             .redis()?
             .hget(members_key(room.as_str()), member_id)
@@ -359,7 +363,12 @@ impl RedisRoomStore {
     /// Makes a resumed session's membership of `room` this node's: its record names this
     /// node, this node's index lists it and `from`'s no longer does, and it is a local member.
     /// Returns false when Redis no longer has the member in that room (nothing changed).
-    pub async fn adopt(&self, room: &RoomId, member_id: &str, from: &str) -> Result<bool, StoreError> {
+    pub async fn adopt(
+        &self,
+        room: &RoomId,
+        member_id: &str,
+        from: &str,
+    ) -> Result<bool, StoreError> {
         let _changing = self.changes.read().await;
         let Some(record) = self.record(room, member_id).await? else {
             return Ok(false);
@@ -381,7 +390,11 @@ impl RedisRoomStore {
             .await
             .map_err(unavailable)?;
         let media_json = media.map(|m| to_json(&m)).unwrap_or_default();
-        let args = vec![member_id.to_owned(), to_json(&MemberRecord::of(&member)), media_json];
+        let args = vec![
+            member_id.to_owned(),
+            to_json(&MemberRecord::of(&member)),
+            media_json,
+        ];
         self.run(&self.restore, room.as_str(), args).await?;
         if from != self.node {
             let _: i64 = self
@@ -398,7 +411,11 @@ impl RedisRoomStore {
     }
 
     /// The rooms `node`'s index lists `member_id` in (a session live on a node that died).
-    pub async fn indexed_rooms(&self, node: &str, member_id: &str) -> Result<Vec<RoomId>, StoreError> {
+    pub async fn indexed_rooms(
+        &self,
+        node: &str,
+        member_id: &str,
+    ) -> Result<Vec<RoomId>, StoreError> {
         let entries: Vec<String> = self
             .redis()?
             .smembers(node_members_key(node))
@@ -575,7 +592,10 @@ impl RoomStore for RedisRoomStore {
         for room in &rooms {
             if let Ok(redis) = self.redis() {
                 let _: Result<i64, _> = redis
-                    .srem(node_members_key(&self.node), index_entry(room.as_str(), member_id))
+                    .srem(
+                        node_members_key(&self.node),
+                        index_entry(room.as_str(), member_id),
+                    )
                     .await;
             }
         }

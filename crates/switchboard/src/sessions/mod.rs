@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 use switchboard_protocol::RoomId;
+use tokio::sync::Notify;
 
 pub use redis::RedisSessionDirectory;
 
@@ -313,15 +313,13 @@ impl Sessions {
         let next = Token::mint(&presented.peer);
         let here = self.take_local(presented, subject.as_deref());
         let remote = match &self.directory {
-            Some(directory) => {
-                match directory.resume(presented, subject.as_deref(), &next).await {
-                    Ok(found) => found,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "session directory unavailable");
-                        None
-                    }
+            Some(directory) => match directory.resume(presented, subject.as_deref(), &next).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::debug!(error = %e, "session directory unavailable");
+                    None
                 }
-            }
+            },
             None => None,
         };
         let resumed = match (here, remote) {
@@ -479,9 +477,7 @@ impl Sessions {
         let wake = Arc::new(Notify::new());
         {
             let mut local = self.local();
-            let Some(entry) = local.get_mut(peer) else {
-                return None;
-            };
+            let entry = local.get_mut(peer)?;
             let lost = match &mut entry.state {
                 State::Live { connection, lost } if connection.socket() == socket => {
                     std::mem::take(lost)
@@ -523,12 +519,14 @@ impl Sessions {
 
     /// Whether `peer`'s connection `socket` is the one carrying the session here.
     pub fn carries(&self, peer: &str, socket: &str) -> bool {
-        self.local().get(peer).is_some_and(|entry| match &entry.state {
-            State::Live { connection, .. } | State::Starting { connection, .. } => {
-                connection.socket() == socket
-            }
-            State::Parked { .. } => false,
-        })
+        self.local()
+            .get(peer)
+            .is_some_and(|entry| match &entry.state {
+                State::Live { connection, .. } | State::Starting { connection, .. } => {
+                    connection.socket() == socket
+                }
+                State::Parked { .. } => false,
+            })
     }
 
     /// Ends the session `peer` for good on this node (an explicit goodbye, or its departure
@@ -638,7 +636,14 @@ mod tests {
         assert_eq!(parsed, token);
         assert!(parsed.matches(&token.secret));
         assert!(!parsed.matches(&Token::mint("AbC-12_x").secret));
-        for bad in ["", "nodot", ".abc", "a.b", &format!("a b.{}", token.secret), &"x".repeat(300)] {
+        for bad in [
+            "",
+            "nodot",
+            ".abc",
+            "a.b",
+            &format!("a b.{}", token.secret),
+            &"x".repeat(300),
+        ] {
             assert!(Token::parse(bad).is_none(), "{bad:?}");
         }
         assert!(!format!("{token:?}").contains(&token.secret));
@@ -695,13 +700,18 @@ mod tests {
         assert_eq!(sessions.deliver("s1", "c", "{}").await, Delivery::Done);
 
         let second = fake("s2");
-        let wrong_subject = sessions.resume(&token, second.clone(), Some("x".into())).await;
+        let wrong_subject = sessions
+            .resume(&token, second.clone(), Some("x".into()))
+            .await;
         assert!(wrong_subject.is_none());
         let (next, resumed) = sessions.resume(&token, second.clone(), None).await.unwrap();
         assert_eq!(next.peer, "s1");
         let kept: Vec<_> = resumed.kept.iter().map(|k| k.event.as_str()).collect();
         assert_eq!(kept, ["b", "c"]);
-        assert!(sessions.resume(&token, fake("s3"), None).await.is_none(), "used token");
+        assert!(
+            sessions.resume(&token, fake("s3"), None).await.is_none(),
+            "used token"
+        );
         assert_eq!(sessions.deliver("s1", "d", "{}").await, Delivery::Done);
         sessions.ready("s1");
         assert_eq!(*second.sent.lock().unwrap(), ["d"]);

@@ -138,7 +138,12 @@ impl RedisSessionDirectory {
         }
     }
 
-    async fn run(&self, script: &Script, peer: &str, args: Vec<String>) -> Result<Value, StoreError> {
+    async fn run(
+        &self,
+        script: &Script,
+        peer: &str,
+        args: Vec<String>,
+    ) -> Result<Value, StoreError> {
         if !self.link.is_up() {
             return Err(StoreError::Unavailable("Redis is unreachable".into()));
         }
@@ -184,10 +189,7 @@ impl RedisSessionDirectory {
             (grace.as_millis() as u64 + PARKED_EXTRA_MS).to_string(),
             if orphan { "1" } else { "0" }.to_owned(),
         ];
-        let parked = matches!(
-            self.run(&self.park, peer, args).await?,
-            Value::Integer(1)
-        );
+        let parked = matches!(self.run(&self.park, peer, args).await?, Value::Integer(1));
         if parked {
             let _: i64 = self
                 .link
@@ -227,11 +229,14 @@ impl RedisSessionDirectory {
 
     /// Sends an event for `peer` to the node that holds it; whether a node was listening.
     pub async fn forward(&self, node: &str, peer: &str, kept: &Kept) -> Result<bool, StoreError> {
-        self.send(node, &Mail::Deliver {
-            peer: peer.to_owned(),
-            event: kept.event.clone(),
-            payload: kept.payload.clone(),
-        })
+        self.send(
+            node,
+            &Mail::Deliver {
+                peer: peer.to_owned(),
+                event: kept.event.clone(),
+                payload: kept.payload.clone(),
+            },
+        )
         .await
     }
 
@@ -338,7 +343,12 @@ impl SessionDirectory for RedisSessionDirectory {
         self.park_as(peer, &self.node, roster, grace, false).await
     }
 
-    async fn keep(&self, peer: &str, kept: &Kept, unreachable: &str) -> Result<Keeping, StoreError> {
+    async fn keep(
+        &self,
+        peer: &str,
+        kept: &Kept,
+        unreachable: &str,
+    ) -> Result<Keeping, StoreError> {
         let args = vec![
             kept.encode(),
             kept.size().to_string(),

@@ -36,7 +36,10 @@ impl<A: Adapter> Session<A> {
             // rtc.io clients re-send join-room freely: answer, but tell nobody again. A
             // resumable session (which re-sends it on every connect) gets its backfill again.
             let peers = self.signaling.store.peers(&room_id).await?;
-            let peers: Vec<Peer> = peers.into_iter().filter(|p| p.member.id != self.id).collect();
+            let peers: Vec<Peer> = peers
+                .into_iter()
+                .filter(|p| p.member.id != self.id)
+                .collect();
             if self.resumable {
                 self.backfill(&room_id, &peers);
             }
@@ -94,7 +97,9 @@ impl<A: Adapter> Session<A> {
             ] {
                 let payload = serde_json::to_string(payload).unwrap_or_default();
                 let hint = Some(peer.member.node.clone());
-                if let Err(e) = to_session(&self.signaling, &peer.member.id, event, payload, hint).await {
+                if let Err(e) =
+                    to_session(&self.signaling, &peer.member.id, event, payload, hint).await
+                {
                     tracing::warn!(peer = %peer.member.id, event, error = %e, "introduction not delivered");
                 }
             }

@@ -90,7 +90,11 @@ impl<A: Adapter> Session<A> {
         });
         let subject = self.grant.sub.clone();
         let resumed = match Token::parse(presented) {
-            Some(token) => sessions.resume(&token, connection.clone(), subject.clone()).await,
+            Some(token) => {
+                sessions
+                    .resume(&token, connection.clone(), subject.clone())
+                    .await
+            }
             None => None,
         };
         let grace_ms = sessions.grace().as_millis() as u64;
@@ -178,7 +182,11 @@ impl<A: Adapter> Session<A> {
             roster.insert(room.clone(), peers);
         }
         let socket = self.socket.id.to_string();
-        let parked = self.signaling.sessions.park(&self.id, &socket, roster).await;
+        let parked = self
+            .signaling
+            .sessions
+            .park(&self.id, &socket, roster)
+            .await;
         self.rooms.clear();
         let Some(wake) = parked else {
             tracing::info!(peer = %self.id, socket, "connection replaced by a resumed one");
