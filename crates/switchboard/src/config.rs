@@ -273,7 +273,8 @@ mod tests {
         assert_eq!(default_of("ping-interval"), "25");
         assert_eq!(default_of("ping-timeout"), "20");
         assert_eq!(default_of("max-buffered-packets"), "4096");
-        assert_eq!(default_of("node-ttl"), "10");
+        assert_eq!(default_of("node-ttl"), "4");
+        assert_eq!(default_of("resume-grace"), "30");
         assert_eq!(default_of("region"), "default");
         let c = Config::try_parse_from(["switchboard", "--max-payload", "2048"]).unwrap();
         assert_eq!(c.max_polling_body(), 32_768);
