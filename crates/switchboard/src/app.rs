@@ -18,6 +18,7 @@ use crate::cluster::{Cluster, ClusterAdapter, InvalidRedisUrl, NodeIdentity};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::http;
+use crate::lifecycle::{Lifecycle, Phase};
 use crate::rooms::{MemoryRoomStore, RoomStore, now_ms};
 use crate::sessions::{SessionDirectory, Sessions};
 use crate::signaling::{self, Limits, Signaling};
@@ -87,7 +88,7 @@ impl App {
     /// handlers, so departures would go unannounced until a survivor reaped this node.
     async fn close(&self, deadline: tokio::time::Instant) {
         let signaling = &self.state.signaling;
-        signaling.end_sessions();
+        signaling.lifecycle.advance(Phase::Closing);
         while signaling.connected_sockets() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
@@ -123,6 +124,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         .max_buffer_size(config.max_buffered_packets as usize)
         .ws_read_buffer_size(WS_READ_BUFFER);
     let grace = config.resume_grace();
+    let lifecycle = Lifecycle::default();
     let signaling_with = |store: Arc<dyn RoomStore>,
                           directory: Option<Arc<dyn SessionDirectory>>| {
         let sessions = Sessions::new(grace, directory);
@@ -132,6 +134,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
             node.id.clone(),
             limits,
             verifier,
+            lifecycle.clone(),
         ))
     };
 
@@ -186,12 +189,18 @@ impl AppState {
         node: NodeIdentity,
         cluster: Option<Arc<Cluster>>,
     ) -> Arc<Self> {
+        let drain = Drain::new(
+            signaling.lifecycle.clone(),
+            config.drain_wait(),
+            config.drain_spread(),
+        );
         Arc::new(Self {
+            drain: Arc::new(drain),
             signaling,
             started: Instant::now(),
             node,
             cluster,
-            drain: Arc::new(Drain::new(config.drain_wait(), config.drain_spread())),
+
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
             ice_servers: config.ice_servers.clone(),
         })

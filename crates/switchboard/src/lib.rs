@@ -19,6 +19,7 @@ pub mod config;
 pub mod connections;
 pub mod drain;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod rooms;
 pub mod sessions;

@@ -59,6 +59,8 @@ use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use quanta::Instant;
 use switchboard_protocol::ErrorCode;
+
+use crate::lifecycle::Phase;
 use switchboard_protocol::inbound::names;
 
 /// The process's recorder. Built lazily so that linking the library costs nothing.
@@ -169,12 +171,12 @@ impl DisconnectCause {
     }
 }
 
-impl From<socketioxide::socket::DisconnectReason> for DisconnectCause {
-    fn from(reason: socketioxide::socket::DisconnectReason) -> Self {
+impl DisconnectCause {
+    /// The cause of a disconnect socketioxide reports for `reason`, while the node is in
+    /// `phase`: transport closes while the node moves or closes its sockets are its own doing.
+    pub fn of(reason: socketioxide::socket::DisconnectReason, phase: Phase) -> Self {
         use socketioxide::socket::DisconnectReason as R;
-        if MOVING.load(std::sync::atomic::Ordering::Relaxed)
-            && matches!(reason, R::TransportClose | R::TransportError)
-        {
+        if phase >= Phase::Moving && matches!(reason, R::TransportClose | R::TransportError) {
             return DisconnectCause::ServerDisconnect;
         }
         match reason {
@@ -468,15 +470,6 @@ pub fn session_parked() {
 /// for it (`overflow`: true).
 pub fn session_ended(overflow: bool) {
     HANDLES.sessions_ended[usize::from(overflow)].increment(1);
-}
-
-/// Set once a draining node starts cutting connections: the transport closes that follow
-/// are its own doing, not the network's.
-static MOVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// The drain entered its move phase (see [`DisconnectCause::ServerDisconnect`]).
-pub fn set_moving() {
-    MOVING.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Whether this node is draining: called by the drain when it begins (and ends, if ever).

@@ -45,10 +45,11 @@ use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::{SocketIo, TransportType};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::auth::{Grant, TokenVerifier, Unauthorized};
-use crate::metrics;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::{self, DisconnectCause};
 use crate::rooms::RoomStore;
 use crate::sessions::Sessions;
 
@@ -75,8 +76,8 @@ pub struct Signaling {
     /// `/metrics`. socketioxide only hands its server handle to handlers, so it is taken at
     /// the first connection; until then there are no sockets to count.
     census: OnceLock<Box<dyn Fn() -> Transports + Send + Sync>>,
-    /// Turns true when the node shuts down: every session then ends as if disconnected.
-    closing: watch::Sender<bool>,
+    /// The node's phase: every session ends (or parks) once it reaches closing.
+    pub lifecycle: Lifecycle,
 }
 
 /// Sockets by transport.
@@ -113,6 +114,7 @@ impl Signaling {
         node_id: String,
         limits: Limits,
         verifier: Option<TokenVerifier>,
+        lifecycle: Lifecycle,
     ) -> Self {
         metrics::init();
         Self {
@@ -123,19 +125,13 @@ impl Signaling {
             verifier,
             sockets: AtomicUsize::new(0),
             census: OnceLock::new(),
-            closing: watch::Sender::new(false),
+            lifecycle,
         }
     }
 
     /// This node's sockets by current transport.
     pub fn transports(&self) -> Transports {
         self.census.get().map(|count| count()).unwrap_or_default()
-    }
-
-    /// Ends every session on this node: each announces its departures and forgets its room
-    /// state, as on a disconnect. The connections themselves stay open until closed.
-    pub fn end_sessions(&self) {
-        self.closing.send_replace(true);
     }
 
     /// Sockets connected to this node right now.
@@ -220,9 +216,11 @@ fn admit<A: Adapter>(
     let (inbox, queue) = Inbox::new(&signaling.limits);
     let disconnects = inbox.sender();
     socket.on_fallback(inbox);
+    let lifecycle = signaling.lifecycle.clone();
     socket.on_disconnect(
         async move |socket: SocketRef<A>, reason: DisconnectReason| {
-            inbox::disconnect(&disconnects, &socket, reason.into()).await;
+            let cause = DisconnectCause::of(reason, lifecycle.phase());
+            inbox::disconnect(&disconnects, &socket, cause).await;
         },
     );
     // Events wait in the queue until `on_connect` starts the session. If the handshake fails

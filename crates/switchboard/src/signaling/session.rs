@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use super::Signaling;
 use super::inbox::Inbound;
 use crate::auth::Grant;
+use crate::lifecycle::Phase;
 use crate::metrics::{self, DisconnectCause, Relayed};
 use crate::rooms::StoreError;
 
@@ -77,15 +78,15 @@ impl<A: Adapter> Session<A> {
         if let Some(resume) = resume {
             self.start(&resume).await;
         }
-        let mut closing = self.signaling.closing.subscribe();
+        let lifecycle = self.signaling.lifecycle.clone();
         loop {
             let inbound = tokio::select! {
                 inbound = queue.recv() => inbound,
-                _ = closing.wait_for(|closing| *closing) => None,
+                _ = lifecycle.reached(Phase::Closing) => None,
             };
             let Some(inbound) = inbound else {
                 self.disconnect(DisconnectCause::Shutdown).await;
-                if *closing.borrow() {
+                if lifecycle.phase() == Phase::Closing {
                     // The node ended this session; socketioxide runs no disconnect handler
                     // when it then closes the connection, so this is the connection's goodbye.
                     metrics::disconnected(DisconnectCause::Shutdown);
