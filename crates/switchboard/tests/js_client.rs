@@ -65,3 +65,31 @@ fn readme_example_script() {
     assert!(stdout.contains("cam: true"), "{stdout}");
     assert!(stdout.contains(r#""type":"offer""#), "{stdout}");
 }
+
+/// examples/resume.mjs: a client that opts in to resumable sessions loses its transport,
+/// reconnects by itself and keeps its peer id; the relay sent meanwhile reaches it, and its
+/// partner hears of no departure.
+#[test]
+fn resume_example_script() {
+    let node = Node::spawn(BIN, &[]);
+    let script = switchboard_testkit::js_dir().join("../../examples/resume.mjs");
+    let output = std::process::Command::new("node")
+        .arg(&script)
+        .arg(node.url())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "example failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("(resumed: true)"), "{stdout}");
+    assert!(
+        stdout.contains("same peer id after the reconnect: true"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"{"during":"the gap"}"#), "{stdout}");
+    assert!(!stdout.contains("bob: user-disconnected"), "{stdout}");
+    assert!(!stdout.contains("bob: #rtcio:peer-left"), "{stdout}");
+}
