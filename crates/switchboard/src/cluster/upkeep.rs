@@ -104,6 +104,11 @@ impl Cluster {
                 "room state written to Redis"
             );
             announce(io, &resynced.stale).await;
+            let mut departed = Vec::new();
+            let node = self.node.id.clone();
+            self.park_orphans(&node, resynced.orphaned, signaling, &mut departed)
+                .await;
+            announce(io, &departed).await;
             let mut unheard = resynced.unheard;
             if let Some((_, earlier)) = upkeep.missed.take() {
                 unheard.departures.extend(earlier.departures);

@@ -140,6 +140,9 @@ pub struct Resynced {
     /// Members Redis still listed for this node that it no longer has (e.g. left over by an
     /// earlier run with the same id): nobody has been told.
     pub stale: Vec<Departure>,
+    /// Resumable sessions Redis still listed for this node that it no longer holds (an
+    /// earlier run of this node parked them or held them): left in their rooms, to park.
+    pub orphaned: Vec<Departure>,
     /// What happened while Redis was down: sockets on this node were told, the others not.
     pub unheard: Unheard,
 }
@@ -226,50 +229,15 @@ impl RedisRoomStore {
         }
     }
 
-    /// Removes the members listed in a node's index that `keep` rejects from their rooms and
-    /// from the index; returns those that were still in a room.
-    async fn remove_indexed(
+    /// Clears a node's index of the members `keep` rejects: each is removed from its room
+    /// (returned in `departed` if it was still there), except resumable sessions, which are
+    /// left in their rooms for their grace period (returned in `resumable`, for the caller to
+    /// park), and members whose record names another node (they resumed there).
+    async fn clear_index(
         &self,
         node: &str,
         keep: impl Fn(&Departure) -> bool,
-    ) -> Result<Vec<Departure>, StoreError> {
-        let index = node_members_key(node);
-        let entries: Vec<String> = self.redis()?.smembers(&index).await.map_err(unavailable)?;
-        let mut departed = Vec::new();
-        for entry in entries {
-            let Some(departure) = parse_index_entry(&entry) else {
-                continue;
-            };
-            if keep(&departure) {
-                continue;
-            }
-            if self
-                .remove(departure.room.as_str(), &departure.member_id)
-                .await?
-            {
-                departed.push(departure);
-            }
-            let _: i64 = self
-                .redis()?
-                .srem(&index, &entry)
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(departed)
-    }
-
-    /// Removes one member from a room in Redis; whether it was there.
-    async fn remove(&self, room: &str, member_id: &str) -> Result<bool, StoreError> {
-        let removed = self
-            .run(&self.leave, room, vec![member_id.to_owned()])
-            .await?;
-        Ok(matches!(removed, Value::Integer(1)))
-    }
-
-    /// Removes every member a node left in Redis, except resumable sessions, which get their
-    /// grace period (the caller parks them; see `sessions`). Returns the members that were
-    /// still in a room, for the caller to announce, and the resumable ones. Safe to repeat.
-    pub async fn reap(&self, node: &str) -> Result<Reaped, StoreError> {
+    ) -> Result<Reaped, StoreError> {
         let index = node_members_key(node);
         let entries: Vec<String> = self.redis()?.smembers(&index).await.map_err(unavailable)?;
         let mut reaped = Reaped::default();
@@ -277,9 +245,10 @@ impl RedisRoomStore {
             let Some(departure) = parse_index_entry(&entry) else {
                 continue;
             };
-            let record = self.record(&departure.room, &departure.member_id).await?;
-            match record {
-                // Resumed on another node already: that node holds it now.
+            if keep(&departure) {
+                continue;
+            }
+            match self.record(&departure.room, &departure.member_id).await? {
                 Some(r) if r.node != node => {}
                 Some(r) if r.resumable => reaped.resumable.push(departure),
                 _ => {
@@ -300,14 +269,32 @@ impl RedisRoomStore {
         Ok(reaped)
     }
 
+    /// Removes one member from a room in Redis; whether it was there.
+    async fn remove(&self, room: &str, member_id: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .run(&self.leave, room, vec![member_id.to_owned()])
+            .await?;
+        Ok(matches!(removed, Value::Integer(1)))
+    }
+
+    /// Removes every member a node left in Redis, except resumable sessions, which get their
+    /// grace period (the caller parks them; see `sessions`). Returns the members that were
+    /// still in a room, for the caller to announce, and the resumable ones. Safe to repeat.
+    pub async fn reap(&self, node: &str) -> Result<Reaped, StoreError> {
+        self.clear_index(node, |_| false).await
+    }
+
     /// Makes Redis agree with this node about its members: removes what Redis still holds for
     /// members this node no longer has (left while Redis was down, or left over by an earlier
     /// run with the same node id), then writes every local member and its media state back
     /// (Redis may have restarted empty). Returns the departures nobody heard of yet.
     pub async fn resync(&self) -> Result<Resynced, StoreError> {
         let _exclusive = self.changes.write().await;
-        let removed = self
-            .remove_indexed(&self.node, |d| {
+        let Reaped {
+            departed: removed,
+            resumable: orphaned,
+        } = self
+            .clear_index(&self.node, |d| {
                 self.local()
                     .get(&d.room)
                     .is_some_and(|m| m.contains_key(&d.member_id))
@@ -343,7 +330,11 @@ impl RedisRoomStore {
         unheard
             .media
             .retain(|(room, id, _)| self.local().get(room).is_some_and(|m| m.contains_key(id)));
-        Ok(Resynced { stale, unheard })
+        Ok(Resynced {
+            stale,
+            orphaned,
+            unheard,
+        })
     }
 
     /// A member's record in a room, as Redis has it.
@@ -433,6 +424,11 @@ impl RedisRoomStore {
     /// whether it was there.
     pub async fn remove_member(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError> {
         self.remove(room.as_str(), member_id).await
+    }
+
+    /// Whether `member_id` is a member of some room on this node.
+    pub fn holds(&self, member_id: &str) -> bool {
+        self.local().values().any(|m| m.contains_key(member_id))
     }
 
     /// Ids of this node's members in a room.

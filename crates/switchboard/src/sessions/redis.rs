@@ -297,7 +297,7 @@ impl SessionDirectory for RedisSessionDirectory {
             .map(|json| roster_from_json(&json))
             .unwrap_or_default();
         let from = parts.pop().and_then(Value::into_string).unwrap_or_default();
-        if roster.is_empty() && from != self.node {
+        if roster.is_empty() {
             // It was live (its node died, or its old connection is still open there): its
             // rooms are in that node's index, and nobody left them while it was away.
             for room in self.store.indexed_rooms(&from, &token.peer).await? {
@@ -306,7 +306,7 @@ impl SessionDirectory for RedisSessionDirectory {
             }
         }
         let _: Result<i64, _> = self.link.commands().zrem(PARKED, &token.peer).await;
-        if from == self.node {
+        if from == self.node && self.store.holds(&token.peer) {
             return Ok(Some(Resumed {
                 kept,
                 roster,
@@ -325,6 +325,14 @@ impl SessionDirectory for RedisSessionDirectory {
                     tracing::warn!(%room, error = %e, "resumed session lost a room");
                 }
             }
+        }
+        if from == self.node {
+            // An earlier run of this node held it.
+            return Ok(Some(Resumed {
+                kept,
+                roster: adopted,
+                from: None,
+            }));
         }
         let moved = Mail::Moved {
             peer: token.peer.clone(),
