@@ -52,6 +52,8 @@ const call = {
   /** Counts our peer ids (a new one per connection unless resumed); each peer connection
    *  remembers the one it was made under. */
   session: 0,
+  /** RTCPeerConnections made so far (a test hook: a resumed session makes none). */
+  connectionsMade: 0,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -270,6 +272,7 @@ function ensurePeer(id) {
 function connectPeer(peer, { polite }) {
   peer.pc?.close();
   const pc = new RTCPeerConnection({ iceServers: call.iceServers });
+  call.connectionsMade += 1;
   Object.assign(peer, { pc, polite, session: call.session, makingOffer: false, ignoreOffer: false, mediaAdded: false, gone: false });
   const send = (data) => call.socket?.emit('#rtcio:message', { source: call.selfId, target: peer.id, data });
 
@@ -447,6 +450,9 @@ window.demo = {
       connectionState: p.pc?.connectionState ?? null,
     })),
   }),
+  /** RTCPeerConnections not closed, and how many were made since the page loaded. */
+  connections: () => [...call.peers.values()].filter((p) => p.pc && p.pc.signalingState !== 'closed').length,
+  connectionsMade: () => call.connectionsMade,
   /** Video frames decoded so far from `peerId` (inbound-rtp statistics). */
   framesDecoded: async (peerId) => {
     const pc = call.peers.get(peerId)?.pc;
