@@ -92,6 +92,10 @@ impl App {
         while signaling.connected_sockets() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        // What was queued for long-polling clients before their sessions ended goes out with
+        // their next poll; resumable sessions keep everything after that.
+        let flush = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(flush.min(crate::connections::FLUSH_BEFORE_CUT)).await;
         match &self.sockets {
             Sockets::Single(io) => io.close().await,
             Sockets::Cluster(io) => io.close().await,

@@ -107,7 +107,9 @@ impl Drain {
             // Even batches over the ticks left, recomputed as sockets also leave on their own.
             let open = self.websockets.open();
             let batch = open.div_ceil(ticks - tick);
-            let cut = self.websockets.cut(batch);
+            let cut = self
+                .websockets
+                .cut(batch, |socket| signaling.sessions.leave(socket));
             tracing::debug!(cut, open, "draining: cut a batch of WebSockets");
         }
         self.lifecycle.advance(Phase::Closing);

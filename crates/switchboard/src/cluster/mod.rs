@@ -36,6 +36,9 @@ use crate::rooms::{RedisRoomStore, now_ms};
 use crate::sessions::RedisSessionDirectory;
 use crate::signaling::Signaling;
 
+/// How long a leaving node waits for the mail it received to be handled.
+const MAIL_FLUSH: Duration = Duration::from_secs(2);
+
 /// How long a starting node waits for Redis before it serves anyway.
 const STARTUP_WAIT: Duration = Duration::from_secs(3);
 
@@ -78,6 +81,8 @@ pub struct Cluster {
     ttl: Duration,
     /// Set when the node starts draining; heartbeats carry it to `GET /cluster`.
     draining: AtomicBool,
+    /// Closed once the mail reader has handled every message this node will receive.
+    mail_read: tokio::sync::watch::Sender<bool>,
 }
 
 impl Cluster {
@@ -107,6 +112,7 @@ impl Cluster {
             node,
             ttl,
             draining: AtomicBool::new(false),
+            mail_read: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -139,6 +145,14 @@ impl Cluster {
     /// Leaves the cluster cleanly: removes this node from the registry, so nobody waits for
     /// its heartbeat to expire. Its members are gone already (their sockets were closed).
     pub async fn leave(&self) {
+        // Mail for sessions that were here: stop receiving it (senders then keep it for the
+        // sessions in Redis), and handle what already arrived before exiting.
+        let channel = mail_channel(&self.node.id);
+        if let Err(e) = socketioxide_redis::drivers::Driver::unsubscribe(&self.bus, channel).await {
+            tracing::warn!(error = %e, "could not stop receiving node mail");
+        }
+        let mut read = self.mail_read.subscribe();
+        let _ = tokio::time::timeout(MAIL_FLUSH, read.wait_for(|done| *done)).await;
         if let Err(e) = self.store.resync().await {
             tracing::warn!(error = %e, "could not remove this node's members from Redis");
         }

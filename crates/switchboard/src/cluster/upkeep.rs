@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 use super::{Cluster, ClusterAdapter, Mail, bus, mail_channel};
 use crate::metrics;
 use crate::rooms::{Departure, Unheard, now_ms};
-use crate::sessions::Roster;
+use crate::sessions::{Orphan, Roster};
 use crate::signaling::{self, Signaling};
 
 /// How long after its grace a parked session is left to the node that parked it before any
@@ -185,6 +185,7 @@ impl Cluster {
                 None => tracing::warn!("unreadable node mail ignored"),
             }
         }
+        self.mail_read.send_replace(true);
     }
 
     /// Ends parked sessions whose grace is over and whose node did not end them (it
@@ -300,8 +301,9 @@ impl Cluster {
             }
             let grace = signaling.sessions.grace();
             match self.sessions.park_orphan(&peer, node, &roster, grace).await {
-                Ok(true) => parked += 1,
-                Ok(false) => {
+                Ok(Orphan::Parked) => parked += 1,
+                Ok(Orphan::LivesElsewhere) => {}
+                Ok(Orphan::Gone) => {
                     for d in rooms {
                         if self
                             .store

@@ -63,8 +63,14 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 "#;
 
-/// Writes a member (and its media state, if any) back, e.g. after Redis lost its data.
+/// Writes a member (and its media state, if any) back, e.g. after Redis lost its data. With
+/// ARGV[4] set (a resumable session, ARGV[4] = this node), a record naming another node is
+/// left alone: the session resumed there, and that node's record is the newer one.
 const RESTORE: &str = r#"
+if ARGV[4] ~= '' then
+  local current = redis.call('HGET', KEYS[1], ARGV[1])
+  if current and cjson.decode(current).node ~= ARGV[4] then return 0 end
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
 return 1
@@ -318,8 +324,17 @@ impl RedisRoomStore {
                 .map_err(unavailable)?;
             let media = media.map(|m| to_json(&m)).unwrap_or_default();
             let record = to_json(&MemberRecord::of(&member));
-            self.run(&self.restore, room.as_str(), vec![member.id, record, media])
-                .await?;
+            let only_if_mine = if member.resumable {
+                self.node.clone()
+            } else {
+                String::new()
+            };
+            self.run(
+                &self.restore,
+                room.as_str(),
+                vec![member.id, record, media, only_if_mine],
+            )
+            .await?;
         }
         let mut unheard = std::mem::take(&mut *self.unheard());
         let stale = removed
@@ -385,6 +400,7 @@ impl RedisRoomStore {
             member_id.to_owned(),
             to_json(&MemberRecord::of(&member)),
             media_json,
+            String::new(),
         ];
         self.run(&self.restore, room.as_str(), args).await?;
         if from != self.node {
@@ -567,11 +583,15 @@ impl RoomStore for RedisRoomStore {
             }));
         }
         let record = self.record(room, member_id).await?;
-        // An entry claiming this node but unknown here is left over from an earlier run.
-        Ok(record.filter(|r| r.node != self.node).map(|r| Located {
-            location: Location::OtherNode(r.node),
-            resumable: r.resumable,
-        }))
+        // An entry claiming this node but unknown here is left over from an earlier run,
+        // unless it is a resumable session this node is adopting right now: its session
+        // knows (`signaling::deliver`).
+        Ok(record
+            .filter(|r| r.node != self.node || r.resumable)
+            .map(|r| Located {
+                location: Location::OtherNode(r.node),
+                resumable: r.resumable,
+            }))
     }
 
     async fn release(&self, member_id: &str) -> Vec<RoomId> {

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_protocol::RoomId;
 use tokio::sync::Notify;
 
-pub use redis::RedisSessionDirectory;
+pub use redis::{Orphan, RedisSessionDirectory};
 
 use crate::rooms::StoreError;
 
@@ -240,6 +240,12 @@ enum State {
         /// with Redis they are kept there): they are kept once it is parked.
         lost: Vec<Kept>,
     },
+    /// Its connection is about to be cut by a drain: events are kept as if it were parked
+    /// (in `lost` without Redis), so none is sent into a connection about to close.
+    Leaving {
+        connection: Arc<dyn Connection>,
+        lost: Vec<Kept>,
+    },
     /// Between connections. What is kept here is what could not go to the directory.
     Parked {
         kept: Vec<Kept>,
@@ -373,6 +379,7 @@ impl Sessions {
             State::Starting { connection, .. } | State::Live { connection, .. } => {
                 (Some(connection), Vec::new(), Roster::new())
             }
+            State::Leaving { connection, lost } => (Some(connection), lost, Roster::new()),
             State::Parked { kept, roster, .. } => (None, kept, roster),
         })
     }
@@ -431,6 +438,13 @@ impl Sessions {
                     pending.push(kept);
                     return Delivery::Done;
                 }
+                State::Leaving { lost, .. } => match &self.directory {
+                    Some(directory) => unreachable = directory.node(),
+                    None => {
+                        lost.push(kept);
+                        return Delivery::Done;
+                    }
+                },
                 State::Parked { .. } => {}
             }
         }
@@ -479,7 +493,9 @@ impl Sessions {
             let mut local = self.local();
             let entry = local.get_mut(peer)?;
             let lost = match &mut entry.state {
-                State::Live { connection, lost } if connection.socket() == socket => {
+                State::Live { connection, lost } | State::Leaving { connection, lost }
+                    if connection.socket() == socket =>
+                {
                     std::mem::take(lost)
                 }
                 State::Starting { connection, .. } if connection.socket() == socket => Vec::new(),
@@ -517,14 +533,34 @@ impl Sessions {
         }
     }
 
+    /// A draining node is about to cut the connection `socket`: if it carries a live session,
+    /// events for the session are kept from now on rather than sent into a connection about
+    /// to close. Returns whether it carried one (the caller then lets the connection flush).
+    pub fn leave(&self, socket: &str) -> bool {
+        let mut local = self.local();
+        let Some(entry) = local.values_mut().find(|e| match &e.state {
+            State::Live { connection, .. } => connection.socket() == socket,
+            _ => false,
+        }) else {
+            return false;
+        };
+        if let State::Live { connection, lost } = &mut entry.state {
+            entry.state = State::Leaving {
+                connection: connection.clone(),
+                lost: std::mem::take(lost),
+            };
+        }
+        true
+    }
+
     /// Whether `peer`'s connection `socket` is the one carrying the session here.
     pub fn carries(&self, peer: &str, socket: &str) -> bool {
         self.local()
             .get(peer)
             .is_some_and(|entry| match &entry.state {
-                State::Live { connection, .. } | State::Starting { connection, .. } => {
-                    connection.socket() == socket
-                }
+                State::Live { connection, .. }
+                | State::Leaving { connection, .. }
+                | State::Starting { connection, .. } => connection.socket() == socket,
                 State::Parked { .. } => false,
             })
     }
@@ -577,7 +613,10 @@ impl Sessions {
         let Some(entry) = self.local().remove(peer) else {
             return false;
         };
-        if let State::Live { connection, .. } | State::Starting { connection, .. } = entry.state {
+        if let State::Live { connection, .. }
+        | State::Leaving { connection, .. }
+        | State::Starting { connection, .. } = entry.state
+        {
             connection.close();
         }
         true

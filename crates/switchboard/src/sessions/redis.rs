@@ -58,9 +58,11 @@ return {s[4] or '', s[5] or '', kept}
 "#;
 
 /// Parks a session that is live on node ARGV[1] (or already parked by it when ARGV[5] is
-/// '1', the reaper's case); returns 1 if it did.
+/// '1', the reaper's case); returns 1 if it did, 0 if it lives on another node, -1 if there
+/// is no such session.
 const PARK: &str = r#"
 local s = redis.call('HMGET', KEYS[1], 'node', 'state')
+if not s[1] then return -1 end
 if s[1] ~= ARGV[1] then return 0 end
 if s[2] == 'parked' then return ARGV[5] == '1' and 1 or 0 end
 redis.call('HSET', KEYS[1], 'state', 'parked', 'roster', ARGV[2], 'parked_until', ARGV[3])
@@ -98,6 +100,17 @@ end
 redis.call('DEL', KEYS[1], KEYS[2])
 return s[4] or '{}'
 "#;
+
+/// What became of a dead node's session (see [`RedisSessionDirectory::park_orphan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphan {
+    /// Parked for its grace.
+    Parked,
+    /// It resumed on another node, which holds it now: nothing to do.
+    LivesElsewhere,
+    /// No such session (ended): a plain ghost.
+    Gone,
+}
 
 /// The cluster's sessions, over this node's Redis link.
 pub struct RedisSessionDirectory {
@@ -161,16 +174,20 @@ impl RedisSessionDirectory {
         }
     }
 
-    /// Parks, on behalf of a node that died, a session it held: the same grace as if its
-    /// connection had been lost just now. Returns whether the session is parked.
+    /// Parks, on behalf of a node that died (or an earlier run of this one), a session it
+    /// held: the same grace as if its connection had been lost just now.
     pub async fn park_orphan(
         &self,
         peer: &str,
         dead: &str,
         roster: &Roster,
         grace: Duration,
-    ) -> Result<bool, StoreError> {
-        self.park_as(peer, dead, roster, grace, true).await
+    ) -> Result<Orphan, StoreError> {
+        Ok(match self.park_as(peer, dead, roster, grace, true).await? {
+            Value::Integer(1) => Orphan::Parked,
+            Value::Integer(0) => Orphan::LivesElsewhere,
+            _ => Orphan::Gone,
+        })
     }
 
     async fn park_as(
@@ -180,7 +197,7 @@ impl RedisSessionDirectory {
         roster: &Roster,
         grace: Duration,
         orphan: bool,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Value, StoreError> {
         let until = now_ms() + grace.as_millis() as u64;
         let args = vec![
             node.to_owned(),
@@ -189,8 +206,8 @@ impl RedisSessionDirectory {
             (grace.as_millis() as u64 + PARKED_EXTRA_MS).to_string(),
             if orphan { "1" } else { "0" }.to_owned(),
         ];
-        let parked = matches!(self.run(&self.park, peer, args).await?, Value::Integer(1));
-        if parked {
+        let reply = self.run(&self.park, peer, args).await?;
+        if matches!(reply, Value::Integer(1)) {
             let _: i64 = self
                 .link
                 .commands()
@@ -198,7 +215,7 @@ impl RedisSessionDirectory {
                 .await
                 .map_err(unavailable)?;
         }
-        Ok(parked)
+        Ok(reply)
     }
 
     /// Parked sessions whose grace ended before `before_ms`, a few at a time.
@@ -348,7 +365,8 @@ impl SessionDirectory for RedisSessionDirectory {
     }
 
     async fn park(&self, peer: &str, roster: &Roster, grace: Duration) -> Result<bool, StoreError> {
-        self.park_as(peer, &self.node, roster, grace, false).await
+        let reply = self.park_as(peer, &self.node, roster, grace, false).await?;
+        Ok(matches!(reply, Value::Integer(1)))
     }
 
     async fn keep(

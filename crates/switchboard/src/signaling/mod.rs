@@ -262,10 +262,15 @@ fn on_connect<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, signaling: Arc<
     signaling.sockets.fetch_add(1, Ordering::Relaxed);
     metrics::connected();
     let request = socket.req_parts();
-    let remote = request
-        .extensions
-        .get::<ConnectInfo<Peer>>()
-        .map(|ConnectInfo(peer)| peer.addr);
+    let peer = request.extensions.get::<ConnectInfo<Peer>>();
+    // A socket that opened over WebSocket owns its connection (an upgrade is named by
+    // `http::admission` instead).
+    if let Some(ConnectInfo(peer)) = peer
+        && socket.transport_type() == TransportType::Websocket
+    {
+        peer.cut.carries(socket.id.as_str());
+    }
+    let remote = peer.map(|ConnectInfo(peer)| peer.addr);
     // Behind a proxy the peer is the proxy; its header says who the client was (as the
     // client's side of the proxy claims it: informational, not authenticated).
     let forwarded_for = request
