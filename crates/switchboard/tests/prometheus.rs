@@ -129,6 +129,62 @@ fn rules_and_dashboard_name_only_metrics_switchboard_exports() {
     }
 }
 
+/// Compose's Prometheus scrapes exactly the Compose nodes with the shipped config and rules,
+/// and its Grafana gets the dashboard and that Prometheus.
+#[test]
+fn compose_wires_prometheus_and_grafana_to_the_nodes() {
+    let compose = yaml("docker/compose.yml");
+    let services = compose["services"].as_hash().expect("compose services");
+    let nodes: BTreeSet<String> = services
+        .values()
+        .filter_map(|s| s["environment"]["ADVERTISE_URL"].as_str())
+        .map(|url| url.trim_start_matches("http://").trim_end_matches('/').to_owned())
+        .collect();
+    assert!(nodes.len() >= 2, "compose nodes: {nodes:?}");
+
+    let config = yaml("docker/prometheus/prometheus.yml");
+    let [job] = seq(&config["scrape_configs"]).try_into().unwrap_or_else(|jobs: Vec<Yaml>| {
+        panic!("prometheus.yml should have one scrape job, has {}", jobs.len())
+    });
+    assert_eq!(scalar(&job["job_name"]), "switchboard", "the rules and dashboard select it");
+    let scraped: BTreeSet<String> = seq(&job["static_configs"])
+        .iter()
+        .flat_map(|c| seq(&c["targets"]))
+        .map(|t| scalar(&t))
+        .collect();
+    assert_eq!(scraped, nodes, "prometheus.yml targets vs compose nodes");
+
+    let prometheus = &compose["services"]["prometheus"];
+    let volumes = words(&prometheus["volumes"]);
+    let command = words(&prometheus["command"]);
+    assert!(command.contains(&"--config.file=/etc/prometheus/prometheus.yml".to_owned()));
+    for file in ["prometheus.yml", "alerts.yml"] {
+        let mount = format!("./prometheus/{file}:/etc/prometheus/{file}:ro");
+        assert!(volumes.contains(&mount), "prometheus must mount {mount}");
+    }
+    assert_eq!(seq(&config["rule_files"]).iter().map(scalar).collect::<Vec<_>>(), ["alerts.yml"]);
+
+    let grafana = &compose["services"]["grafana"];
+    let volumes = words(&grafana["volumes"]);
+    let provider = yaml("docker/grafana/provisioning/dashboards/switchboard.yml");
+    let path = scalar(&seq(&provider["providers"])[0]["options"]["path"]);
+    let mount = format!("./grafana/switchboard.json:{path}/switchboard.json:ro");
+    assert!(volumes.contains(&mount), "grafana must mount {mount}");
+    assert!(volumes.contains(&"./grafana/provisioning:/etc/grafana/provisioning:ro".to_owned()));
+    let datasources = yaml("docker/grafana/provisioning/datasources/prometheus.yml");
+    let datasource = &seq(&datasources["datasources"])[0];
+    assert_eq!(scalar(&datasource["type"]), "prometheus");
+    let port = words(&prometheus["ports"])
+        .first()
+        .and_then(|p| p.rsplit(':').next().map(str::to_owned))
+        .expect("prometheus publishes its port");
+    assert_eq!(scalar(&datasource["url"]), format!("http://prometheus:{port}"));
+}
+
+fn words(node: &Yaml) -> Vec<String> {
+    seq(node).iter().map(scalar).collect()
+}
+
 // ---- the dashboard -------------------------------------------------------------------------
 
 #[test]
