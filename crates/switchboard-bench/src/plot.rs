@@ -107,7 +107,9 @@ pub fn render(
         written.push(path);
     }
     if written.is_empty() {
-        return Err(PlotError::NoData("a latency distribution or a memory curve"));
+        return Err(PlotError::NoData(
+            "a latency distribution or a memory curve",
+        ));
     }
     Ok(written)
 }
@@ -253,7 +255,10 @@ fn draw_latency_panel(
     area: &DrawingArea<SVGBackend, Shift>,
     panel: &LatencyPanel,
 ) -> Result<(), String> {
-    let values = panel.lines.iter().flat_map(|(_, _, p)| p.iter().map(|v| v.0));
+    let values = panel
+        .lines
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|v| v.0));
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = (lo * 0.8, (hi * 1.25).max(lo * 2.0));
     let mut chart = ChartBuilder::on(area)
@@ -274,12 +279,17 @@ fn draw_latency_panel(
         .map_err(|e| e.to_string())?;
     for (server, rounds, points) in &panel.lines {
         let colour = colour(server);
-        let label = format!("{server} ({rounds} round{})", if *rounds == 1 { "" } else { "s" });
+        let label = format!(
+            "{server} ({rounds} round{})",
+            if *rounds == 1 { "" } else { "s" }
+        );
         chart
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -419,7 +429,12 @@ mod tests {
         let cdf = std::fs::read_to_string(&written[0]).unwrap();
         assert!(cdf.starts_with("<svg"), "{}", &cdf[..80]);
         let texts = svg_texts(&cdf);
-        for text in ["relay-full", "churn", "switchboard (2 rounds)", "node (1 round)"] {
+        for text in [
+            "relay-full",
+            "churn",
+            "switchboard (2 rounds)",
+            "node (1 round)",
+        ] {
             assert!(texts.contains(&text), "no {text:?} in {texts:?}");
         }
         let memory = std::fs::read_to_string(&written[1]).unwrap();
@@ -450,7 +465,8 @@ mod tests {
     #[test]
     fn reports_without_chart_data_are_an_error_not_an_empty_chart() {
         let dir = std::env::temp_dir().join(format!("bench-plot-empty-{}", std::process::id()));
-        let old = r#"{"scenario":"idle","label":"node","figures":[],"counts":[],"must_be_zero":[]}"#;
+        let old =
+            r#"{"scenario":"idle","label":"node","figures":[],"counts":[],"must_be_zero":[]}"#;
         let files = write_reports(&dir, &[("old.json", old.to_string())]);
         let result = render(&files, &dir.join("out"), "switchboard", "node");
         assert!(matches!(result, Err(PlotError::NoData(_))), "{result:?}");

@@ -122,9 +122,21 @@ async fn relay_delivers_every_envelope_with_its_source() {
         .iter()
         .find(|d| d.name == "latency")
         .expect("a latency distribution");
-    assert!(latency.quantiles.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
-    let max = report.figures.iter().find(|f| f.name == "latency max").unwrap();
-    assert_eq!(latency.quantiles.last().map(|q| (q.0, q.1)), Some((1.0, max.value)));
+    assert!(
+        latency
+            .quantiles
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+    );
+    let max = report
+        .figures
+        .iter()
+        .find(|f| f.name == "latency max")
+        .unwrap();
+    assert_eq!(
+        latency.quantiles.last().map(|q| (q.0, q.1)),
+        Some((1.0, max.value))
+    );
 }
 
 /// A paced relay sends about the configured number of envelopes and delivers all of them.
@@ -207,6 +219,10 @@ async fn idle_holds_every_socket() {
     assert_eq!(sockets.len(), 10, "{sockets:?}");
     assert!(sockets.windows(2).all(|w| w[0] <= w[1]), "{sockets:?}");
     assert_eq!(sockets.last(), Some(&50.0));
-    let per_socket = report.figures.iter().find(|f| f.name == "rss per socket").unwrap();
+    let per_socket = report
+        .figures
+        .iter()
+        .find(|f| f.name == "rss per socket")
+        .unwrap();
     assert_eq!(curve.points.last().map(|p| p.1), Some(per_socket.value));
 }

@@ -138,15 +138,28 @@ fn compose_wires_prometheus_and_grafana_to_the_nodes() {
     let nodes: BTreeSet<String> = services
         .values()
         .filter_map(|s| s["environment"]["ADVERTISE_URL"].as_str())
-        .map(|url| url.trim_start_matches("http://").trim_end_matches('/').to_owned())
+        .map(|url| {
+            url.trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned()
+        })
         .collect();
     assert!(nodes.len() >= 2, "compose nodes: {nodes:?}");
 
     let config = yaml("docker/prometheus/prometheus.yml");
-    let [job] = seq(&config["scrape_configs"]).try_into().unwrap_or_else(|jobs: Vec<Yaml>| {
-        panic!("prometheus.yml should have one scrape job, has {}", jobs.len())
-    });
-    assert_eq!(scalar(&job["job_name"]), "switchboard", "the rules and dashboard select it");
+    let [job] = seq(&config["scrape_configs"])
+        .try_into()
+        .unwrap_or_else(|jobs: Vec<Yaml>| {
+            panic!(
+                "prometheus.yml should have one scrape job, has {}",
+                jobs.len()
+            )
+        });
+    assert_eq!(
+        scalar(&job["job_name"]),
+        "switchboard",
+        "the rules and dashboard select it"
+    );
     let scraped: BTreeSet<String> = seq(&job["static_configs"])
         .iter()
         .flat_map(|c| seq(&c["targets"]))
@@ -162,7 +175,13 @@ fn compose_wires_prometheus_and_grafana_to_the_nodes() {
         let mount = format!("./prometheus/{file}:/etc/prometheus/{file}:ro");
         assert!(volumes.contains(&mount), "prometheus must mount {mount}");
     }
-    assert_eq!(seq(&config["rule_files"]).iter().map(scalar).collect::<Vec<_>>(), ["alerts.yml"]);
+    assert_eq!(
+        seq(&config["rule_files"])
+            .iter()
+            .map(scalar)
+            .collect::<Vec<_>>(),
+        ["alerts.yml"]
+    );
 
     let grafana = &compose["services"]["grafana"];
     let volumes = words(&grafana["volumes"]);
@@ -178,7 +197,10 @@ fn compose_wires_prometheus_and_grafana_to_the_nodes() {
         .first()
         .and_then(|p| p.rsplit(':').next().map(str::to_owned))
         .expect("prometheus publishes its port");
-    assert_eq!(scalar(&datasource["url"]), format!("http://prometheus:{port}"));
+    assert_eq!(
+        scalar(&datasource["url"]),
+        format!("http://prometheus:{port}")
+    );
 }
 
 fn words(node: &Yaml) -> Vec<String> {
@@ -201,7 +223,10 @@ fn every_dashboard_panel_follows_the_node_variable() {
     assert!(panels.len() >= 10, "only {} panels", panels.len());
     for panel in panels {
         let title = panel["title"].as_str().unwrap_or_default();
-        let targets = panel["targets"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let targets = panel["targets"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         assert!(!targets.is_empty(), "panel {title:?} has no query");
         assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
         for target in targets {
@@ -283,7 +308,8 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             rule["name"], rule["lastError"]
         );
     }
-    let alerts = tokio::task::block_in_place(|| prometheus_data(&prometheus, "/api/v1/alerts", &[]));
+    let alerts =
+        tokio::task::block_in_place(|| prometheus_data(&prometheus, "/api/v1/alerts", &[]));
     let firing: Vec<&Value> = alerts["alerts"]
         .as_array()
         .map(|a| a.iter().filter(|a| a["state"] == "firing").collect())
@@ -385,7 +411,11 @@ fn wait_for_rule_evaluations(prometheus: &Prometheus) -> Vec<Value> {
             .collect();
         let evaluated = rules
             .iter()
-            .filter(|r| r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001")))
+            .filter(|r| {
+                r["lastEvaluation"]
+                    .as_str()
+                    .is_some_and(|t| !t.starts_with("0001"))
+            })
             .count();
         if rules.len() == expected && evaluated == expected {
             return rules;
@@ -518,7 +548,10 @@ fn exported_metrics() -> BTreeSet<String> {
         .filter(|name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         .map(str::to_owned)
         .collect();
-    assert!(!names.is_empty(), "no metric names in crates/switchboard/src");
+    assert!(
+        !names.is_empty(),
+        "no metric names in crates/switchboard/src"
+    );
     names
 }
 
@@ -534,7 +567,9 @@ fn collect_rust(dir: &Path, into: &mut String) {
 }
 
 fn repo_file(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 fn read(path: &str) -> String {
