@@ -132,8 +132,17 @@ fn load(files: &[PathBuf]) -> Result<Vec<Stored>, PlotError> {
 struct LatencyPanel {
     title: String,
     unit: String,
-    /// (server, rounds, (value, quantile) points), servers in display order.
-    lines: Vec<(String, usize, Vec<(f64, f64)>)>,
+    /// Servers in display order.
+    lines: Vec<ServerLine>,
+}
+
+/// One server's curve in a latency panel.
+struct ServerLine {
+    server: String,
+    /// How many rounds were combined.
+    rounds: usize,
+    /// (value, quantile) points.
+    points: Vec<(f64, f64)>,
 }
 
 fn latency_panels<K: Ord>(reports: &[Stored], order: &impl Fn(&str) -> K) -> Vec<LatencyPanel> {
@@ -155,12 +164,16 @@ fn latency_panels<K: Ord>(reports: &[Stored], order: &impl Fn(&str) -> K) -> Vec
     grouped
         .into_iter()
         .map(|((case, name), (unit, servers))| {
-            let mut lines: Vec<(String, usize, Vec<(f64, f64)>)> = servers
+            let mut lines: Vec<ServerLine> = servers
                 .into_iter()
-                .map(|(server, rounds)| (server.to_owned(), rounds.len(), combine(&rounds)))
-                .filter(|(_, _, points)| !points.is_empty())
+                .map(|(server, rounds)| ServerLine {
+                    server: server.to_owned(),
+                    rounds: rounds.len(),
+                    points: combine(&rounds),
+                })
+                .filter(|line| !line.points.is_empty())
                 .collect();
-            lines.sort_by_key(|(server, _, _)| order(server));
+            lines.sort_by_key(|line| order(&line.server));
             let title = if name == "latency" {
                 case
             } else {
@@ -258,7 +271,7 @@ fn draw_latency_panel(
     let values = panel
         .lines
         .iter()
-        .flat_map(|(_, _, p)| p.iter().map(|v| v.0));
+        .flat_map(|line| line.points.iter().map(|v| v.0));
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = (lo * 0.8, (hi * 1.25).max(lo * 2.0));
     let mut chart = ChartBuilder::on(area)
@@ -277,7 +290,12 @@ fn draw_latency_panel(
         .x_label_formatter(&|v| short_number(*v))
         .draw()
         .map_err(|e| e.to_string())?;
-    for (server, rounds, points) in &panel.lines {
+    for ServerLine {
+        server,
+        rounds,
+        points,
+    } in &panel.lines
+    {
         let colour = colour(server);
         let label = format!(
             "{server} ({rounds} round{})",
