@@ -376,6 +376,8 @@ fn wait_for_nodes(prometheus: &Prometheus, targets: &[String]) -> Vec<String> {
         .strip_prefix("query_result(")
         .and_then(|q| q.strip_suffix(')'))
         .unwrap_or_else(|| panic!("the node variable should be query_result(...): {query}"));
+    let mut expected = targets.to_vec();
+    expected.sort();
     let started = Instant::now();
     loop {
         let data = prometheus_data(prometheus, "/api/v1/query", &[("query", inner)]);
@@ -386,7 +388,7 @@ fn wait_for_nodes(prometheus: &Prometheus, targets: &[String]) -> Vec<String> {
             .filter_map(|s| s["metric"]["instance"].as_str().map(str::to_owned))
             .collect();
         instances.sort();
-        if instances == targets {
+        if instances == expected {
             return instances;
         }
         assert!(
