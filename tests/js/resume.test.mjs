@@ -176,6 +176,13 @@ test('tokens: a used, a malformed or an unknown token gets a fresh session, neve
     assert.notEqual(fresh.session.id, first.session.id);
     assert.equal(fresh.session.id, fresh.id, 'a new session is known by its socket id');
   }
+  // Tokens never reach the logs.
+  for (const node of [0, 1]) {
+    const log = await step(`log/${node}`);
+    assert.ok(log.includes(first.session.id), `node ${node} logged the session`);
+    assert.ok(!log.includes(first.session.resume.split('.')[1]), `node ${node} logged a token`);
+    assert.ok(!log.includes(resumed.session.resume.split('.')[1]), `node ${node} logged a token`);
+  }
 });
 
 test('not resumed within the grace: the departure is announced once, then the token is dead', async () => {
