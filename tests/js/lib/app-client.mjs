@@ -22,6 +22,9 @@ export class AppClient {
     /** The resumable session's token, and whether each connection resumed. */
     this.resume = '';
     this.resumed = [];
+    /** Milliseconds from each lost connection to the resumed session's event. */
+    this.gaps = [];
+    this.lostAt = null;
     /** Socket id -> when it disconnected. */
     this.disconnectedAt = new Map();
     /** Whether the current socket is in its room (join acknowledged, not left since). */
@@ -51,6 +54,7 @@ export class AppClient {
       socket.on('switchboard:session', ({ id, resume, resumed }) => {
         this.resume = resume;
         this.resumed.push(resumed);
+        if (resumed && this.lostAt !== null) this.gaps.push(Date.now() - this.lostAt);
         if (this.ids.at(-1) !== id) this.ids.push(id);
       });
     }
@@ -59,6 +63,7 @@ export class AppClient {
       this.join();
     });
     socket.on('disconnect', () => {
+      this.lostAt = Date.now();
       this.disconnectedAt.set(this.ids.at(-1), Date.now());
       this.inRoom = false;
       this.peers.clear();
