@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use fred::clients::{Client, WithOptions};
-use fred::interfaces::{HashesInterface, LuaInterface, SetsInterface};
+use fred::interfaces::{HashesInterface, SetsInterface};
 use fred::types::Value;
 use fred::types::scripts::Script;
 use serde::{Deserialize, Serialize};
@@ -221,18 +221,12 @@ impl RedisRoomStore {
         room: &str,
         args: Vec<String>,
     ) -> Result<Value, StoreError> {
-        let redis = self.redis()?;
+        self.redis()?;
         let keys = vec![members_key(room), media_key(room)];
-        match redis
-            .evalsha(script.sha1().clone(), keys.clone(), args.clone())
+        self.link
+            .run_script(script, keys, args)
             .await
-        {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                let source = script.lua().cloned().unwrap_or_default();
-                Ok(redis.eval(source, keys, args).await.map_err(unavailable)?)
-            }
-            other => other.map_err(unavailable),
-        }
+            .map_err(unavailable)
     }
 
     /// Clears a node's index of the members `keep` rejects: each is removed from its room

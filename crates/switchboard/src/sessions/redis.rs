@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::interfaces::{LuaInterface, PubsubInterface, SortedSetsInterface};
+use fred::interfaces::{PubsubInterface, SortedSetsInterface};
 use fred::types::Value;
 use fred::types::scripts::Script;
 
@@ -160,18 +160,11 @@ impl RedisSessionDirectory {
         if !self.link.is_up() {
             return Err(StoreError::Unavailable("Redis is unreachable".into()));
         }
-        let redis = self.link.commands();
         let keys = vec![session_key(peer), kept_key(peer)];
-        match redis
-            .evalsha(script.sha1().clone(), keys.clone(), args.clone())
+        self.link
+            .run_script(script, keys, args)
             .await
-        {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                let source = script.lua().cloned().unwrap_or_default();
-                redis.eval(source, keys, args).await.map_err(unavailable)
-            }
-            other => other.map_err(unavailable),
-        }
+            .map_err(unavailable)
     }
 
     /// Parks, on behalf of a node that died (or an earlier run of this one), a session it
