@@ -1,12 +1,15 @@
 //! The node's upkeep loop: what keeps Redis true about this node, and the cluster free of
 //! dead nodes' members.
 //!
-//! Every `--node-ttl`/5 the loop (1) after any (re)connection, resyncs this node's members
-//! into Redis and announces what it found stale, (2) heartbeats, resyncing again at once if
-//! Redis lost the previous heartbeat, (3) tells the other nodes what they missed during an
-//! outage, once they can have resubscribed, and (4) reaps dead nodes. See
-//! docs/architecture.md, "Node registry and crash cleanup".
+//! Every `--node-ttl`/5 the loop (1) after any (re)connection of either Redis connection, at
+//! once, resyncs this node's members into Redis and announces what it found stale, (2)
+//! heartbeats, resyncing again at once if Redis lost the previous heartbeat, (3) while Redis's
+//! roster is being rebuilt, opens the gate in front of joins once every node it expects has
+//! written its members back (polling every [`REBUILD_POLL`]), (4) tells the other nodes what
+//! they missed during an outage, once they can have resubscribed, and (5) reaps dead nodes.
+//! See docs/architecture.md, "Node registry and crash cleanup" and "Resync".
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +25,8 @@ use crate::signaling::{self, Signaling};
 /// missed during an outage: pub/sub keeps nothing, so they must have resubscribed first, and
 /// they retry their connection at least once a second (`link.rs`).
 const OTHERS_RECONNECT: Duration = Duration::from_millis(1500);
+/// How often a node whose joins wait for the roster to be whole checks whether it is.
+const REBUILD_POLL: Duration = Duration::from_millis(100);
 
 /// What the upkeep loop remembers between ticks.
 #[derive(Default)]
@@ -32,6 +37,11 @@ struct Upkeep {
     registered: bool,
     /// What the other nodes missed during an outage, and when to tell them.
     missed: Option<(Instant, Unheard)>,
+    /// The nodes alive at the last tick while the roster was whole: after Redis lost its
+    /// data, they are the nodes whose members must be written back before joins resume.
+    known_nodes: BTreeSet<String>,
+    /// Since when this node waits for the roster to be whole again.
+    rebuilding_since: Option<Instant>,
 }
 
 /// When the upkeep loop should run again.
@@ -39,6 +49,7 @@ struct Upkeep {
 enum Next {
     OnTick,
     Now,
+    Soon,
 }
 
 impl Cluster {
@@ -51,20 +62,30 @@ impl Cluster {
     pub fn run(self: Arc<Self>, io: SocketIo<ClusterAdapter>, signaling: Arc<Signaling>) {
         tokio::spawn(async move {
             let mut connected = self.link.connected();
+            let mut subscribed = self.link.subscriber_connected();
             let mut ticks = tokio::time::interval(self.heartbeat_every());
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut upkeep = Upkeep::default();
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
+                    // Either connection coming back may be the last one Redis needed: write
+                    // back at once, not at the next tick.
                     event = connected.recv() => {
                         if !matches!(event, Err(broadcast::error::RecvError::Closed)) {
                             upkeep.in_sync_since = None;
                         }
                     }
+                    event = subscribed.recv() => {
+                        if !matches!(event, Err(broadcast::error::RecvError::Closed)) {
+                            upkeep.in_sync_since = None;
+                        }
+                    }
                 }
-                if self.tick(&io, &signaling, &mut upkeep).await == Next::Now {
-                    ticks.reset_immediately();
+                match self.tick(&io, &signaling, &mut upkeep).await {
+                    Next::OnTick => {}
+                    Next::Now => ticks.reset_immediately(),
+                    Next::Soon => ticks.reset_after(REBUILD_POLL),
                 }
             }
         });
@@ -86,14 +107,18 @@ impl Cluster {
                 Ok(resynced) => resynced,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not write room state to Redis");
-                    return Next::OnTick;
+                    return Next::Soon;
                 }
             };
             tracing::info!(
                 stale = resynced.stale.len(),
                 left_while_down = resynced.unheard.departures.len(),
+                new_epoch = resynced.new_epoch,
                 "room state written to Redis"
             );
+            if resynced.new_epoch {
+                upkeep.rebuilding_since = Some(Instant::now());
+            }
             announce(io, &resynced.stale).await;
             let mut unheard = resynced.unheard;
             if let Some((_, earlier)) = upkeep.missed.take() {
@@ -116,6 +141,7 @@ impl Cluster {
                 return Next::OnTick;
             }
         }
+        let next = self.admit_joins_when_whole(upkeep).await;
         let due = |(at, _): &(Instant, Unheard)| Instant::now() >= *at;
         if upkeep.missed.as_ref().is_some_and(due)
             && let Some((_, unheard)) = upkeep.missed.take()
@@ -128,7 +154,53 @@ impl Cluster {
         {
             self.reap_dead(io).await;
         }
-        Next::OnTick
+        next
+    }
+
+    /// Keeps the gate in front of joins: remembers the live nodes while the roster is whole;
+    /// while it is being rebuilt, opens the gate once every expected node wrote its members
+    /// back. Expected: the nodes alive before (for one TTL: a node silent that long is dead)
+    /// and every node heartbeating now. After three TTLs the gate opens regardless, so that a
+    /// node stuck half-way cannot stop joins everywhere for good.
+    async fn admit_joins_when_whole(&self, upkeep: &mut Upkeep) -> Next {
+        let live: BTreeSet<String> = match self.registry.live().await {
+            Ok(nodes) => nodes.into_iter().map(|n| n.id).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list live nodes");
+                return Next::Soon;
+            }
+        };
+        if self.store.roster_complete() {
+            upkeep.known_nodes = live;
+            upkeep.rebuilding_since = None;
+            return Next::OnTick;
+        }
+        let since = *upkeep.rebuilding_since.get_or_insert_with(Instant::now);
+        let mut expected = live.clone();
+        if since.elapsed() < self.ttl {
+            expected.extend(upkeep.known_nodes.iter().cloned());
+        }
+        if since.elapsed() >= self.ttl * 3 {
+            expected.clear();
+            tracing::warn!("some nodes never wrote their members back; admitting joins anyway");
+        }
+        match self.store.open_roster(&expected).await {
+            Ok(true) => {
+                tracing::info!(
+                    nodes = expected.len(),
+                    waited_ms = since.elapsed().as_millis() as u64,
+                    "room roster whole again; joins admitted"
+                );
+                upkeep.known_nodes = live;
+                upkeep.rebuilding_since = None;
+                Next::OnTick
+            }
+            Ok(false) => Next::Soon,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not check the roster");
+                Next::Soon
+            }
+        }
     }
 
     /// Tells the sockets on other nodes what they missed while Redis was down: departures and

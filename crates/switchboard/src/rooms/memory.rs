@@ -133,6 +133,14 @@ impl RoomStore for MemoryRoomStore {
         Ok(member.then_some(Location::ThisNode))
     }
 
+    fn locate_now(&self, room: &RoomId, member_id: &str) -> Option<Option<Location>> {
+        let member = self
+            .rooms()
+            .get(room)
+            .is_some_and(|r| r.members.contains_key(member_id));
+        Some(member.then_some(Location::ThisNode))
+    }
+
     fn local_rooms(&self) -> usize {
         self.rooms().len()
     }

@@ -14,6 +14,7 @@
 
 mod memory;
 mod redis;
+mod roster;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -114,6 +115,10 @@ pub trait RoomStore: Send + Sync + 'static {
 
     /// Where `member_id` is connected, if it is in `room`.
     async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Location>, StoreError>;
+
+    /// What [`RoomStore::locate`] would answer, when it can be told from memory without
+    /// waiting (this node's own members always can); `None` when only `locate` can tell.
+    fn locate_now(&self, room: &RoomId, member_id: &str) -> Option<Option<Location>>;
 
     /// Everyone in a room, oldest first.
     async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError>;

@@ -19,8 +19,9 @@
 //! This store also keeps the members of *this* node in memory ([`LocalMembers`]): the truth
 //! about local sockets does not need Redis. That is what lets local rooms keep relaying while
 //! Redis is down, and what [`RedisRoomStore::resync`] writes back when Redis returns empty.
+//! Until every node has written its members back, joins wait behind [`Roster`]'s gate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_protocol::{MediaState, MemberName, RoomId};
 use tokio::sync::RwLock;
 
+use super::roster::{Roster, rebuilding};
 use super::{Joined, Location, Member, Peer, RoomStore, StoreError};
 use crate::cluster::RedisLink;
 use crate::metrics::{self, RedisError};
@@ -129,6 +131,9 @@ pub struct Resynced {
     pub stale: Vec<Departure>,
     /// What happened while Redis was down: sockets on this node were told, the others not.
     pub unheard: Unheard,
+    /// Whether Redis had lost the data this node's members were written into before (or this
+    /// node just started): joins wait until every node has written its members back.
+    pub new_epoch: bool,
 }
 
 /// Changes of this node's members made while Redis was down.
@@ -154,6 +159,8 @@ pub struct RedisRoomStore {
     /// Changes Redis could not be told about (it was down): the room's sockets on other
     /// nodes have not heard of them yet.
     unheard: Mutex<Unheard>,
+    /// Whether the roster in Redis is whole, so joins may be admitted.
+    roster: Roster,
     join: Script,
     leave: Script,
     set_media: Script,
@@ -168,6 +175,7 @@ impl RedisRoomStore {
             local: Mutex::new(HashMap::new()),
             changes: RwLock::new(()),
             unheard: Mutex::new(Unheard::default()),
+            roster: Roster::default(),
             join: Script::from_lua(JOIN),
             leave: Script::from_lua(LEAVE),
             set_media: Script::from_lua(SET_MEDIA),
@@ -265,6 +273,7 @@ impl RedisRoomStore {
     /// (Redis may have restarted empty). Returns the departures nobody heard of yet.
     pub async fn resync(&self) -> Result<Resynced, StoreError> {
         let _exclusive = self.changes.write().await;
+        let (epoch, new_epoch) = self.roster.enter(&self.redis()?, &self.node).await?;
         let removed = self
             .remove_indexed(&self.node, |d| {
                 self.local()
@@ -293,6 +302,9 @@ impl RedisRoomStore {
             self.run(&self.restore, room.as_str(), vec![member.id, record, media])
                 .await?;
         }
+        self.roster
+            .mark_synced(&self.redis()?, &epoch, &self.node)
+            .await?;
         let mut unheard = std::mem::take(&mut *self.unheard());
         let stale = removed
             .into_iter()
@@ -302,7 +314,34 @@ impl RedisRoomStore {
         unheard
             .media
             .retain(|(room, id, _)| self.local().get(room).is_some_and(|m| m.contains_key(id)));
-        Ok(Resynced { stale, unheard })
+        Ok(Resynced {
+            stale,
+            unheard,
+            new_epoch,
+        })
+    }
+
+    /// Whether joins are admitted now (the roster in Redis is whole).
+    pub fn roster_complete(&self) -> bool {
+        self.roster.is_complete()
+    }
+
+    /// Opens the gate in front of joins if every node of `expected` has written its members
+    /// into the data Redis holds now; returns whether joins are admitted.
+    pub async fn open_roster(&self, expected: &BTreeSet<String>) -> Result<bool, StoreError> {
+        if self.roster.is_complete() {
+            return Ok(true);
+        }
+        let Some(epoch) = self.roster.epoch() else {
+            return Ok(false);
+        };
+        let redis = self.redis()?;
+        let synced = self.roster.synced(&redis).await?;
+        if !expected.is_subset(&synced) || !self.roster.still(&redis, &epoch).await? {
+            return Ok(false);
+        }
+        self.roster.open(&epoch);
+        Ok(true)
     }
 
     /// Ids of this node's members in a room.
@@ -323,6 +362,7 @@ impl RoomStore for RedisRoomStore {
         capacity: Option<usize>,
     ) -> Result<Joined, StoreError> {
         let _changing = self.changes.read().await;
+        let epoch = self.roster.admitting()?;
         let index = node_members_key(&self.node);
         let entry = index_entry(room.as_str(), &member.id);
         // Indexed first: a crash between the two writes leaves an index entry without a
@@ -343,6 +383,12 @@ impl RoomStore for RedisRoomStore {
             let _: Result<i64, _> = self.link.commands().srem(&index, &entry).await;
             return Ok(Joined::Full);
         };
+        // The snapshot is whole only if Redis still holds the data the gate was opened for.
+        if !matches!(self.roster.still(&self.redis()?, &epoch).await, Ok(true)) {
+            let _ = self.remove(room.as_str(), &member.id).await;
+            let _: Result<i64, _> = self.link.commands().srem(&index, &entry).await;
+            return Err(rebuilding());
+        }
         let media = parts.pop().map(hash_pairs).unwrap_or_default();
         let members = parts.pop().map(hash_pairs).unwrap_or_default();
         let peers = peers_from(members, media, &member.id);
@@ -445,9 +491,26 @@ impl RoomStore for RedisRoomStore {
             .and_then(|r| serde_json::from_str::<MemberRecord>(&r).ok())
             .map(|r| r.node);
         // An entry claiming this node but unknown here is left over from an earlier run.
-        Ok(node
+        let found = node
             .filter(|n| *n != self.node)
-            .map(|_| Location::OtherNode))
+            .map(|_| Location::OtherNode);
+        if found.is_none() {
+            // Nobody there means "not a roommate" only if the roster is whole: while nodes
+            // write their members back, the target may simply not be written yet.
+            let epoch = self.roster.admitting()?;
+            if !self.roster.still(&self.redis()?, &epoch).await? {
+                return Err(rebuilding());
+            }
+        }
+        Ok(found)
+    }
+
+    fn locate_now(&self, room: &RoomId, member_id: &str) -> Option<Option<Location>> {
+        let here = self
+            .local()
+            .get(room)
+            .is_some_and(|m| m.contains_key(member_id));
+        here.then_some(Some(Location::ThisNode))
     }
 
     fn local_rooms(&self) -> usize {
@@ -459,6 +522,7 @@ impl RoomStore for RedisRoomStore {
     }
 
     async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError> {
+        self.roster.admitting()?;
         let redis = self.redis()?;
         let members: HashMap<String, String> = redis
             .hgetall(members_key(room.as_str()))
@@ -476,7 +540,7 @@ impl RoomStore for RedisRoomStore {
     }
 }
 
-fn unavailable(error: fred::error::Error) -> StoreError {
+pub(super) fn unavailable(error: fred::error::Error) -> StoreError {
     metrics::redis_error(RedisError::Command);
     StoreError::Unavailable(error.to_string())
 }

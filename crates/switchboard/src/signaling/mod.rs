@@ -28,6 +28,7 @@ mod join;
 mod leave;
 mod media;
 mod relay;
+mod remote_relays;
 mod screen_share;
 mod session;
 

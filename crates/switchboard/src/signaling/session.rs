@@ -22,6 +22,8 @@ use tokio::sync::mpsc;
 
 use super::Signaling;
 use super::inbox::Inbound;
+use super::relay::answerable_now;
+use super::remote_relays::RemoteRelays;
 use crate::auth::Grant;
 use crate::metrics::{self, DisconnectCause, Relayed};
 use crate::rooms::StoreError;
@@ -42,6 +44,8 @@ pub(super) struct Session<A: Adapter> {
     pub(super) grant: Grant,
     /// Rooms this socket has joined, in a stable order for departure announcements.
     pub(super) rooms: BTreeSet<RoomId>,
+    /// Relays waiting on a Redis lookup, beside this loop; started by the first one.
+    remote_relays: Option<RemoteRelays<A>>,
 }
 
 impl<A: Adapter> Session<A> {
@@ -52,6 +56,7 @@ impl<A: Adapter> Session<A> {
             signaling,
             grant,
             rooms: BTreeSet::new(),
+            remote_relays: None,
         }
     }
 
@@ -64,6 +69,7 @@ impl<A: Adapter> Session<A> {
                 _ = closing.wait_for(|closing| *closing) => None,
             };
             let Some(inbound) = inbound else {
+                self.remote_relays = None;
                 self.disconnect().await;
                 if *closing.borrow() {
                     // The node ended this session; socketioxide runs no disconnect handler
@@ -80,6 +86,7 @@ impl<A: Adapter> Session<A> {
                         .await;
                 }
                 Inbound::Disconnect(announced) => {
+                    self.remote_relays = None;
                     self.disconnect().await;
                     let _ = announced.send(());
                     break;
@@ -91,7 +98,17 @@ impl<A: Adapter> Session<A> {
 
     async fn handle(&mut self, packet: &str, received: Instant, ack: AckSender<A>) {
         let decoded = ClientEvent::decode(packet);
-        let outcome = match decoded.event {
+        let event = match decoded.event {
+            Ok(ClientEvent::Message(envelope)) if self.waits_on_lookup(&envelope.target) => {
+                let relays = self.remote_relays.get_or_insert_with(|| {
+                    RemoteRelays::start(self.socket.clone(), self.signaling.clone())
+                });
+                relays.push(envelope, self.rooms.clone(), received, ack).await;
+                return;
+            }
+            other => other,
+        };
+        let outcome = match event {
             Ok(event) => {
                 let kind = relay_kind(&event);
                 let outcome = self.dispatch(event).await;
@@ -123,6 +140,16 @@ impl<A: Adapter> Session<A> {
             ClientEvent::StopScreenShare(stop) => self.stop_screen_share(stop).await,
             ClientEvent::Message(envelope) => self.relay(envelope).await,
         }
+    }
+
+    /// Whether a relay to `target` must wait for a Redis lookup (or behind relays to it that
+    /// do), and so goes to [`RemoteRelays`] instead of holding up this loop.
+    fn waits_on_lookup(&self, target: &str) -> bool {
+        !answerable_now(self.signaling.store.as_ref(), &self.rooms, target)
+            || self
+                .remote_relays
+                .as_ref()
+                .is_some_and(|r| r.waiting_for(target))
     }
 
     /// Refuses events about rooms this socket has not joined.
