@@ -2,7 +2,9 @@
 // spread over the nodes relay to their roommates all along, re-send `join-room` on every
 // `connect` and retry it on `unavailable` (as docs/protocol.md advises). Meanwhile, one action
 // every few seconds: a node SIGKILLed and restarted, a node drained and restarted, or Redis
-// SIGKILLed and restarted empty. Then what users would notice:
+// SIGKILLed and restarted empty; and all along, a client now and then drops its connection and
+// reconnects (a network blip: a new socket that joins again, also while Redis is down or the
+// roster is being rebuilt). Then what users would notice:
 //
 // - every client's view of its room (user-connected minus user-disconnected) is exactly its
 //   real roommates;
@@ -20,7 +22,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { io } from 'socket.io-client';
 
-import { NODE_TTL_MS, roomId, SERVER_URLS, sleep, step, TRANSPORT, waitUntil } from './lib/harness.mjs';
+import { httpGet, NODE_TTL_MS, roomId, SERVER_URLS, sleep, step, TRANSPORT, waitUntil } from './lib/harness.mjs';
 
 const SEED = Number(process.env.SWITCHBOARD_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ROOMS = 12;
@@ -28,7 +30,7 @@ const ROOM_SIZE = 3;
 /** Each client relays to each roommate this often. */
 const RELAY_EVERY_MS = 250;
 /** Actions, one after the other, each followed by a pause of PAUSE_MS (± half). */
-const ACTIONS = 7;
+const ACTIONS = 9;
 const PAUSE_MS = 4000;
 /** A relay whose target stayed connected this long after it was sent must have arrived. */
 const GRACE_MS = 2000;
@@ -38,6 +40,8 @@ const ACK_TIMEOUT_MS = 5000;
 const SETTLE_MS = 20_000;
 /** Relays each client sends each roommate at the end, once everything has settled. */
 const FINAL_BURST = 5;
+/** One client drops its connection and reconnects about this often. */
+const BLIP_EVERY_MS = 500;
 
 /** mulberry32: a small seeded PRNG, so a failing schedule can be replayed. */
 function prng(seed) {
@@ -54,8 +58,10 @@ function prng(seed) {
 function plan(seed) {
   const random = prng(seed);
   const kinds = ['kill-node', 'drain-node', 'redis-restart'];
-  // At least one of each kind, the rest at random, in a random order.
-  const chosen = [...kinds, ...Array.from({ length: ACTIONS - kinds.length }, () => kinds[Math.floor(random() * kinds.length)])];
+  // At least one of each kind, the rest at random (Redis restarts as likely as the other two
+  // together: they are what this test is about), in a random order.
+  const weighted = [...kinds, 'redis-restart'];
+  const chosen = [...kinds, ...Array.from({ length: ACTIONS - kinds.length }, () => weighted[Math.floor(random() * weighted.length)])];
   for (let i = chosen.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
     [chosen[i], chosen[j]] = [chosen[j], chosen[i]];
@@ -169,6 +175,14 @@ class ChaosClient {
     }
   }
 
+  /** A network blip: the connection drops, and the client reconnects at once (new socket). */
+  blip() {
+    if (!this.socket.connected) return false;
+    this.socket.disconnect();
+    this.socket.connect();
+    return true;
+  }
+
   close() {
     this.socket.disconnect();
   }
@@ -216,12 +230,26 @@ test(`chaos under relay load (seed ${SEED})`, async () => {
     }
   })();
 
+  let chaos = true;
+  let blips = 0;
+  const blipping = (async () => {
+    while (chaos) {
+      await sleep(BLIP_EVERY_MS * (0.5 + jitter()));
+      if (chaos && clients[Math.floor(jitter() * clients.length)].blip()) blips++;
+    }
+  })();
   const chaosStart = Date.now();
   for (const action of plan(SEED)) {
     await sleep(action.pauseMs);
     console.log(`# ${((Date.now() - chaosStart) / 1000).toFixed(1)} s: ${await act(action)}`);
   }
+  chaos = false;
+  await blipping;
   assert.deepEqual(await step('alive'), [true, true, true], 'every node runs again');
+  await waitUntil(async () => {
+    const health = await Promise.all([0, 1, 2].map((node) => httpGet(node, '/health')));
+    return health.every(({ body }) => body.redis === 'up');
+  }, 'every node reports its Redis link up and the roster whole', SETTLE_MS, 100);
 
   // Once every node is back and (after a crash) its ghosts reaped, everybody is in its room
   // with exactly its roommates in view.
@@ -282,7 +310,7 @@ test(`chaos under relay load (seed ${SEED})`, async () => {
   ]);
   console.log(`# seed ${SEED}: ${sent.length} relays sent: ${JSON.stringify(answers)}; ${owed.length} owed, ${lost.length} lost; `
     + `${introductions} introductions checked, ${world.offers.size} pairs introduced; ${joinRefusals} joins refused unavailable; `
-    + `${reconnects} reconnects; final burst ${burstDelivered}/${burst.length}; wrong not-in-room ${wrongRefusals.length}; `
+    + `${reconnects} reconnects (${blips} blips); final burst ${burstDelivered}/${burst.length}; wrong not-in-room ${wrongRefusals.length}; `
     + `bus publishes failed ${failed}, skipped ${skipped} (since the last restart of each node)`);
   assert.deepEqual(lost.slice(0, 10), [], `${lost.length} relays acked ok were never delivered`);
   assert.deepEqual(wrongRefusals.slice(0, 10), [], `${wrongRefusals.length} relays to a connected roommate refused not-in-room`);

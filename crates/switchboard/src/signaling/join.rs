@@ -14,11 +14,14 @@
 //! before the store admits it, so it cannot miss a departure or media change of a peer its
 //! backfill lists.
 
+use socketioxide::BroadcastError;
 use socketioxide::adapter::Adapter;
 use switchboard_protocol::outbound::names;
 use switchboard_protocol::{ErrorCode, JoinRoom, ProtocolError, ServerEvent};
 
+use super::relay::not_published;
 use super::session::{Reply, Session, call_room};
+use crate::cluster::publish_required;
 use crate::metrics;
 use crate::rooms::{Joined, Member, Peer, now_ms};
 
@@ -96,10 +99,31 @@ impl<A: Adapter> Session<A> {
             let earlier: Vec<String> = peers.iter().map(|p| p.member.id.clone()).collect();
             let name = member.name.as_str();
             let introduction = ServerEvent::UserConnected { id: &self.id, name };
-            self.emit_to(&earlier, names::USER_CONNECTED, &introduction)
-                .await;
             let offer = ServerEvent::InitOffer { source: &self.id };
-            self.emit_to(&earlier, names::INIT_OFFER, &offer).await;
+            // An ok ack promises that the earlier members were told: Redis must take both.
+            let introduced = publish_required(async {
+                let to = || self.socket.to(earlier.clone());
+                to().emit(names::USER_CONNECTED, &introduction).await?;
+                to().emit(names::INIT_OFFER, &offer).await
+            })
+            .await;
+            match introduced {
+                Ok(()) => {}
+                Err(e @ BroadcastError::Adapter(_)) => {
+                    tracing::info!(socket = %self.id, room = %room_id, error = %e, "introductions not published; join undone");
+                    self.rooms.remove(&room_id);
+                    self.socket.leave(call_room(&room_id));
+                    let _ = self.signaling.store.leave(&room_id, &self.id).await;
+                    let departed = ServerEvent::Departed { id: &self.id };
+                    self.emit_room(&room_id, names::USER_DISCONNECTED, &departed)
+                        .await;
+                    return Err(not_published());
+                }
+                // A peer's connection closing at this very moment: the others were told.
+                Err(e) => {
+                    tracing::debug!(socket = %self.id, error = %e, "introduction not delivered to every peer")
+                }
+            }
         }
 
         Ok(Reply::Joined {

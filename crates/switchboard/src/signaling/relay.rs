@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 
+use socketioxide::BroadcastError;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use switchboard_protocol::outbound::names;
@@ -63,17 +64,25 @@ pub(super) async fn relay<A: Adapter>(
         }
         Location::OtherNode => {
             // Redis must take it: an ok ack promises the message was sent on.
-            let sent = publish_required(to.emit(names::MESSAGE, &payload)).await;
-            if let Err(e) = sent {
-                tracing::info!(socket = source, %target, error = %e, "relay not published");
-                return Err(ProtocolError::new(
-                    ErrorCode::Unavailable,
-                    "the cluster could not take this message; nothing was delivered, try again",
-                ));
+            match publish_required(to.emit(names::MESSAGE, &payload)).await {
+                Ok(()) => {}
+                Err(e @ BroadcastError::Adapter(_)) => {
+                    tracing::info!(socket = source, %target, error = %e, "relay not published");
+                    return Err(not_published());
+                }
+                Err(e) => tracing::warn!(socket = source, %target, error = %e, "relay failed"),
             }
         }
     }
     Ok(Reply::Done)
+}
+
+/// The refusal of an event whose cluster publish Redis did not take.
+pub(super) fn not_published() -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::Unavailable,
+        "the cluster could not take this message; nothing was delivered, try again",
+    )
 }
 
 /// Where `target` is, if it shares a room with this socket.
@@ -92,7 +101,11 @@ async fn locate_roommate(
 
 /// Whether a relay to `target` can be answered without waiting on the room store (a
 /// roommate on this node; with a single process, always).
-pub(super) fn answerable_now(store: &dyn RoomStore, rooms: &BTreeSet<RoomId>, target: &str) -> bool {
+pub(super) fn answerable_now(
+    store: &dyn RoomStore,
+    rooms: &BTreeSet<RoomId>,
+    target: &str,
+) -> bool {
     let mut all_known = true;
     for room in rooms {
         match store.locate_now(room, target) {

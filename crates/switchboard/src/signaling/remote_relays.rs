@@ -63,8 +63,8 @@ impl<A: Adapter> RemoteRelays<A> {
             }) = queued.recv().await
             {
                 let target = envelope.target.clone();
-                let outcome = relay(&socket, &source, signaling.store.as_ref(), &rooms, envelope)
-                    .await;
+                let outcome =
+                    relay(&socket, &source, signaling.store.as_ref(), &rooms, envelope).await;
                 done(&answered, &target);
                 match outcome {
                     Ok(Reply::Done) => {
@@ -116,7 +116,9 @@ impl<A: Adapter> Drop for RemoteRelays<A> {
     }
 }
 
-fn lock(waiting: &Mutex<HashMap<String, usize>>) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+fn lock(
+    waiting: &Mutex<HashMap<String, usize>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
     // Each critical section is one map update.
     waiting.lock().unwrap_or_else(|p| p.into_inner())
 }

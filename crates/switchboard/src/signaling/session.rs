@@ -103,7 +103,9 @@ impl<A: Adapter> Session<A> {
                 let relays = self.remote_relays.get_or_insert_with(|| {
                     RemoteRelays::start(self.socket.clone(), self.signaling.clone())
                 });
-                relays.push(envelope, self.rooms.clone(), received, ack).await;
+                relays
+                    .push(envelope, self.rooms.clone(), received, ack)
+                    .await;
                 return;
             }
             other => other,
@@ -168,23 +170,6 @@ impl<A: Adapter> Session<A> {
     pub(super) fn emit_self(&self, event: &str, payload: &ServerEvent<'_>) {
         if let Err(e) = self.socket.emit(event, payload) {
             tracing::debug!(socket = %self.id, event, error = %e, "emit to self failed");
-        }
-    }
-
-    /// Sends an event to the given sockets, on whichever node they are.
-    pub(super) async fn emit_to(
-        &self,
-        socket_ids: &[String],
-        event: &str,
-        payload: &ServerEvent<'_>,
-    ) {
-        let sent = self
-            .socket
-            .to(socket_ids.to_vec())
-            .emit(event, payload)
-            .await;
-        if let Err(e) = sent {
-            tracing::warn!(socket = %self.id, event, error = %e, "emit to peers failed");
         }
     }
 
