@@ -91,6 +91,7 @@ const pairKey = (a, b) => (a < b ? `${a}|${b}` : `${b}|${a}`);
 
 class ChaosClient {
   constructor(node, room, name) {
+    this.node = node;
     this.room = room;
     this.name = name;
     this.ids = [];
@@ -189,7 +190,39 @@ class ChaosClient {
 }
 
 const clients = [];
-after(() => { for (const c of clients) c.close(); });
+/** The load and blip loops run while these are set; a failing test clears them. */
+const running = { load: false, chaos: false };
+after(() => {
+  running.load = false;
+  running.chaos = false;
+  for (const c of clients) c.close();
+});
+
+/** When the chaos began (Date.now()), for timings in failure messages. */
+let chaosStart = 0;
+
+/** A socket id with its client, node and when it ended, for failure messages. */
+function describe(id) {
+  const owner = clients.find((c) => c.ids.includes(id));
+  const ended = world.endedAt.get(id);
+  const at = (t) => `${((t - chaosStart) / 1000).toFixed(2)} s`;
+  return `${id} (${owner?.name ?? '?'} on node ${owner?.node ?? '?'}, ${ended ? `ended at ${at(ended)}` : 'connected'})`;
+}
+
+/** What keeps each client from being settled (connected, in its room, exact view). */
+function unsettled() {
+  const problems = [];
+  for (const c of clients) {
+    const roommates = clients.filter((o) => o.room === c.room && o !== c).map((o) => o.socket.id).sort();
+    const view = [...c.view].sort();
+    if (!c.socket.connected || !c.inRoom || JSON.stringify(view) !== JSON.stringify(roommates)) {
+      const ghosts = view.filter((id) => !roommates.includes(id)).map(describe);
+      const missing = roommates.filter((id) => !view.includes(id)).map(describe);
+      problems.push(`${c.name} (node ${c.node}) ${c.socket.id} connected=${c.socket.connected} inRoom=${c.inRoom} ghosts=[${ghosts}] missing=[${missing}]`);
+    }
+  }
+  return problems;
+}
 
 /** Whether socket `id` was still connected at `time`. */
 const connectedAt = (id, time) => (world.endedAt.get(id) ?? Infinity) > time;
@@ -217,33 +250,35 @@ test(`chaos under relay load (seed ${SEED})`, async () => {
     const room = roomId('chaos');
     for (let k = 0; k < ROOM_SIZE; k++) clients.push(new ChaosClient((r + k) % 3, room, `r${r}c${k}`));
   }
-  const settled = () => clients.every((c) => c.socket.connected && c.inRoom
-    && c.view.size === ROOM_SIZE - 1
-    && clients.every((o) => o === c || o.room !== c.room || c.view.has(o.socket.id)));
-  await waitUntil(settled, 'every client joined its room and sees its roommates', SETTLE_MS, 50);
+  const settled = async (what, timeoutMs) => {
+    const deadline = Date.now() + timeoutMs;
+    while (unsettled().length > 0 && Date.now() < deadline) await sleep(50);
+    assert.deepEqual(unsettled(), [], `${what} within ${timeoutMs} ms`);
+  };
+  await settled('every client joined its room and sees its roommates', SETTLE_MS);
 
-  let loading = true;
+  running.load = true;
   const load = (async () => {
-    while (loading) {
+    while (running.load) {
       for (const c of clients) c.relayToRoommates();
       await sleep(RELAY_EVERY_MS * (0.75 + jitter() * 0.5));
     }
   })();
 
-  let chaos = true;
+  running.chaos = true;
   let blips = 0;
   const blipping = (async () => {
-    while (chaos) {
+    while (running.chaos) {
       await sleep(BLIP_EVERY_MS * (0.5 + jitter()));
-      if (chaos && clients[Math.floor(jitter() * clients.length)].blip()) blips++;
+      if (running.chaos && clients[Math.floor(jitter() * clients.length)].blip()) blips++;
     }
   })();
-  const chaosStart = Date.now();
+  chaosStart = Date.now();
   for (const action of plan(SEED)) {
     await sleep(action.pauseMs);
     console.log(`# ${((Date.now() - chaosStart) / 1000).toFixed(1)} s: ${await act(action)}`);
   }
-  chaos = false;
+  running.chaos = false;
   await blipping;
   assert.deepEqual(await step('alive'), [true, true, true], 'every node runs again');
   await waitUntil(async () => {
@@ -254,9 +289,9 @@ test(`chaos under relay load (seed ${SEED})`, async () => {
   // Once every node is back and (after a crash) its ghosts reaped, everybody is in its room
   // with exactly its roommates in view.
   const settleStart = Date.now();
-  await waitUntil(settled, 'every client is back in its room and sees exactly its roommates', SETTLE_MS + NODE_TTL_MS, 100);
+  await settled('every client is back in its room and sees exactly its roommates', SETTLE_MS + NODE_TTL_MS);
   console.log(`# settled ${Date.now() - settleStart} ms after the last action`);
-  loading = false;
+  running.load = false;
   await load;
 
   // A last burst between roommates, after the dust settled: all of it is delivered.
@@ -312,6 +347,13 @@ test(`chaos under relay load (seed ${SEED})`, async () => {
     + `${introductions} introductions checked, ${world.offers.size} pairs introduced; ${joinRefusals} joins refused unavailable; `
     + `${reconnects} reconnects (${blips} blips); final burst ${burstDelivered}/${burst.length}; wrong not-in-room ${wrongRefusals.length}; `
     + `bus publishes failed ${failed}, skipped ${skipped} (since the last restart of each node)`);
+  // How long joins waited for the roster after each Redis restart (the nodes' logs, ANSI
+  // colours stripped).
+  const logs = await Promise.all([0, 1, 2].map((node) => step(`log/${node}`)));
+  const waits = logs.flatMap((log) => [...log.replace(/\x1b\[[0-9;]*m/g, '')
+    .matchAll(/joins admitted.*?waited_ms=(\d+)/g)].map((m) => Number(m[1])));
+  console.log(`# joins waited for the roster ${waits.length} times: max ${Math.max(0, ...waits)} ms, `
+    + `median ${waits.sort((a, b) => a - b)[Math.floor(waits.length / 2)] ?? 0} ms`);
   assert.deepEqual(lost.slice(0, 10), [], `${lost.length} relays acked ok were never delivered`);
   assert.deepEqual(wrongRefusals.slice(0, 10), [], `${wrongRefusals.length} relays to a connected roommate refused not-in-room`);
   assert.equal(burstDelivered, burst.length, 'the final burst was delivered in full');

@@ -9,7 +9,7 @@
 //! they missed during an outage, once they can have resubscribed, and (5) reaps dead nodes.
 //! See docs/architecture.md, "Node registry and crash cleanup" and "Resync".
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +37,12 @@ struct Upkeep {
     registered: bool,
     /// What the other nodes missed during an outage, and when to tell them.
     missed: Option<(Instant, Unheard)>,
-    /// The nodes alive at the last tick while the roster was whole: after Redis lost its
-    /// data, they are the nodes whose members must be written back before joins resume.
-    known_nodes: BTreeSet<String>,
+    /// When each node was last known alive while the roster was whole (heartbeating, or
+    /// listed as synced when the gate opened): after Redis lost its data, the nodes seen
+    /// within a TTL before are those whose members must be written back before joins resume.
+    /// Kept across ticks rather than replaced by each tick's live list: right after a
+    /// rebuild, nodes have written their members back but may not have heartbeat yet.
+    last_seen: HashMap<String, Instant>,
     /// Since when this node waits for the roster to be whole again.
     rebuilding_since: Option<Instant>,
 }
@@ -142,11 +145,17 @@ impl Cluster {
             }
         }
         let next = self.admit_joins_when_whole(upkeep).await;
+        // Told once every node listens again (the roster is whole), and kept for the next
+        // round if Redis lost its data meanwhile (some nodes may not have heard it).
         let due = |(at, _): &(Instant, Unheard)| Instant::now() >= *at;
         if upkeep.missed.as_ref().is_some_and(due)
-            && let Some((_, unheard)) = upkeep.missed.take()
+            && self.store.roster_complete()
+            && let Some((at, unheard)) = upkeep.missed.take()
         {
             self.tell_other_nodes(io, &unheard).await;
+            if !self.store.roster_still_whole().await {
+                upkeep.missed = Some((at, unheard));
+            }
         }
         if upkeep
             .in_sync_since
@@ -170,15 +179,28 @@ impl Cluster {
                 return Next::Soon;
             }
         };
+        let now = Instant::now();
         if self.store.roster_complete() {
-            upkeep.known_nodes = live;
+            for id in live {
+                upkeep.last_seen.insert(id, now);
+            }
+            let forget = self.ttl * 10;
+            upkeep
+                .last_seen
+                .retain(|_, seen| now.duration_since(*seen) < forget);
             upkeep.rebuilding_since = None;
+            self.schedule_unheard(upkeep);
             return Next::OnTick;
         }
-        let since = *upkeep.rebuilding_since.get_or_insert_with(Instant::now);
+        let since = *upkeep.rebuilding_since.get_or_insert(now);
         let mut expected = live.clone();
         if since.elapsed() < self.ttl {
-            expected.extend(upkeep.known_nodes.iter().cloned());
+            let recent = upkeep
+                .last_seen
+                .iter()
+                .filter(|(_, seen)| since.duration_since(**seen) < self.ttl)
+                .map(|(id, _)| id.clone());
+            expected.extend(recent);
         }
         if since.elapsed() >= self.ttl * 3 {
             expected.clear();
@@ -191,8 +213,11 @@ impl Cluster {
                     waited_ms = since.elapsed().as_millis() as u64,
                     "room roster whole again; joins admitted"
                 );
-                upkeep.known_nodes = live;
+                for id in expected.into_iter().chain(live) {
+                    upkeep.last_seen.insert(id, now);
+                }
                 upkeep.rebuilding_since = None;
+                self.schedule_unheard(upkeep);
                 Next::OnTick
             }
             Ok(false) => Next::Soon,
@@ -201,6 +226,23 @@ impl Cluster {
                 Next::Soon
             }
         }
+    }
+
+    /// Schedules what other nodes may have missed since the last resync (changes made while
+    /// the roster was being rebuilt, when some nodes did not listen yet) to be told with the
+    /// rest of what they missed.
+    fn schedule_unheard(&self, upkeep: &mut Upkeep) {
+        let unheard = self.store.take_unheard();
+        if unheard.departures.is_empty() && unheard.media.is_empty() {
+            return;
+        }
+        let (due, mut missed) = upkeep
+            .missed
+            .take()
+            .unwrap_or_else(|| (Instant::now() + OTHERS_RECONNECT, Unheard::default()));
+        missed.departures.extend(unheard.departures);
+        missed.media.extend(unheard.media);
+        upkeep.missed = Some((due, missed));
     }
 
     /// Tells the sockets on other nodes what they missed while Redis was down: departures and

@@ -123,6 +123,13 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Everyone in a room, oldest first.
     async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError>;
 
+    /// Whether the room state is still the one this node wrote its members into (no Redis
+    /// restart since). Asked after a publish slow enough to have waited for a reconnection:
+    /// it may then have gone to a Redis restarted empty, where nobody listened yet.
+    async fn still_intact(&self) -> bool {
+        true
+    }
+
     /// How many rooms have at least one member on this node (for `/cluster`).
     fn local_rooms(&self) -> usize;
 

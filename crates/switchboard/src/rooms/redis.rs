@@ -21,8 +21,9 @@
 //! Redis is down, and what [`RedisRoomStore::resync`] writes back when Redis returns empty.
 //! Until every node has written its members back, joins wait behind [`Roster`]'s gate.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fred::clients::{Client, WithOptions};
@@ -145,6 +146,13 @@ pub struct Unheard {
     pub media: Vec<(RoomId, String, MediaState)>,
 }
 
+/// How long a departure announced through Redis is remembered, to be told again if Redis
+/// loses its data soon after: pub/sub messages published just before Redis dies may never
+/// have reached the other nodes.
+const RECENT: Duration = Duration::from_secs(3);
+/// Departures older than this are never told again, however recent the last one was.
+const RECENT_MAX: Duration = Duration::from_secs(60);
+
 /// This node's own members and their media state: room → member id → entry.
 type LocalMembers = HashMap<RoomId, HashMap<String, (Member, Option<MediaState>)>>;
 
@@ -161,6 +169,8 @@ pub struct RedisRoomStore {
     unheard: Mutex<Unheard>,
     /// Whether the roster in Redis is whole, so joins may be admitted.
     roster: Roster,
+    /// Departures announced through Redis in the last [`RECENT`] before the latest one.
+    recent: Mutex<VecDeque<(Instant, Departure)>>,
     join: Script,
     leave: Script,
     set_media: Script,
@@ -176,6 +186,7 @@ impl RedisRoomStore {
             changes: RwLock::new(()),
             unheard: Mutex::new(Unheard::default()),
             roster: Roster::default(),
+            recent: Mutex::new(VecDeque::new()),
             join: Script::from_lua(JOIN),
             leave: Script::from_lua(LEAVE),
             set_media: Script::from_lua(SET_MEDIA),
@@ -306,6 +317,16 @@ impl RedisRoomStore {
             .mark_synced(&self.redis()?, &epoch, &self.node)
             .await?;
         let mut unheard = std::mem::take(&mut *self.unheard());
+        if new_epoch {
+            // Redis lost its data: departures published just before may never have reached
+            // the other nodes. Told again (a socket may hear one twice; never none).
+            let recent = std::mem::take(&mut *lock(&self.recent));
+            for (at, departure) in recent {
+                if at.elapsed() < RECENT_MAX && !unheard.departures.contains(&departure) {
+                    unheard.departures.push(departure);
+                }
+            }
+        }
         let stale = removed
             .into_iter()
             .filter(|d| !unheard.departures.contains(d))
@@ -319,6 +340,27 @@ impl RedisRoomStore {
             unheard,
             new_epoch,
         })
+    }
+
+    /// Takes the changes of this node's members that other nodes may have missed (made while
+    /// Redis was down or the roster was being rebuilt), for the upkeep loop to tell.
+    pub fn take_unheard(&self) -> Unheard {
+        let mut unheard = std::mem::take(&mut *self.unheard());
+        unheard
+            .media
+            .retain(|(room, id, _)| self.local().get(room).is_some_and(|m| m.contains_key(id)));
+        unheard
+    }
+
+    /// Whether the roster is whole and Redis still holds the data it was rebuilt in.
+    pub async fn roster_still_whole(&self) -> bool {
+        let Ok(epoch) = self.roster.admitting() else {
+            return false;
+        };
+        match self.redis() {
+            Ok(redis) => matches!(self.roster.still(&redis, &epoch).await, Ok(true)),
+            Err(_) => false,
+        }
     }
 
     /// Whether joins are admitted now (the roster in Redis is whole).
@@ -432,7 +474,29 @@ impl RoomStore for RedisRoomStore {
             Ok::<_, StoreError>(removed)
         };
         match in_redis.await {
-            Ok(removed) => Ok(was_here || removed),
+            Ok(removed) => {
+                // Redis did not list a member this node had, or the roster is being rebuilt:
+                // Redis lost its data, and nodes that have not resubscribed yet miss the
+                // departure announced now. It is told again once the roster is whole.
+                let departure = Departure {
+                    room: room.clone(),
+                    member_id: member_id.to_owned(),
+                };
+                if was_here && (!removed || !self.roster.is_complete()) {
+                    self.unheard().departures.push(departure);
+                } else if was_here {
+                    let now = Instant::now();
+                    let mut recent = lock(&self.recent);
+                    while recent
+                        .front()
+                        .is_some_and(|(at, _)| now.duration_since(*at) > RECENT)
+                    {
+                        recent.pop_front();
+                    }
+                    recent.push_back((now, departure));
+                }
+                Ok(was_here || removed)
+            }
             Err(e) => {
                 tracing::debug!(%room, member = member_id, error = %e, "leave deferred until Redis is back");
                 if was_here {
@@ -461,8 +525,11 @@ impl RoomStore for RedisRoomStore {
             *state = Some(media);
         }
         let args = vec![member_id.to_owned(), to_json(&media)];
-        if let Err(e) = self.run(&self.set_media, room.as_str(), args).await {
-            tracing::debug!(%room, member = member_id, error = %e, "media state written when Redis is back");
+        let written = self.run(&self.set_media, room.as_str(), args).await;
+        // Not written, or written while the roster is being rebuilt (some nodes may not
+        // listen yet): told again later, like a change made while Redis was down.
+        if !matches!(written, Ok(Value::Integer(1))) || !self.roster.is_complete() {
+            tracing::debug!(%room, member = member_id, written = ?written, "media state told again when the roster is whole");
             let mut unheard = self.unheard();
             unheard
                 .media
@@ -505,6 +572,10 @@ impl RoomStore for RedisRoomStore {
         Ok(found)
     }
 
+    async fn still_intact(&self) -> bool {
+        self.roster_still_whole().await
+    }
+
     fn locate_now(&self, room: &RoomId, member_id: &str) -> Option<Option<Location>> {
         let here = self
             .local()
@@ -543,6 +614,11 @@ impl RoomStore for RedisRoomStore {
 pub(super) fn unavailable(error: fred::error::Error) -> StoreError {
     metrics::redis_error(RedisError::Command);
     StoreError::Unavailable(error.to_string())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section is one collection update.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {

@@ -19,7 +19,7 @@ use socketioxide::adapter::Adapter;
 use switchboard_protocol::outbound::names;
 use switchboard_protocol::{ErrorCode, JoinRoom, ProtocolError, ServerEvent};
 
-use super::relay::not_published;
+use super::relay::{SLOW_PUBLISH, not_published};
 use super::session::{Reply, Session, call_room};
 use crate::cluster::publish_required;
 use crate::metrics;
@@ -100,29 +100,37 @@ impl<A: Adapter> Session<A> {
             let name = member.name.as_str();
             let introduction = ServerEvent::UserConnected { id: &self.id, name };
             let offer = ServerEvent::InitOffer { source: &self.id };
-            // An ok ack promises that the earlier members were told: Redis must take both.
+            // An ok ack promises that the earlier members were told: Redis must take both
+            // (and be the Redis the snapshot came from, if the publishes were slow).
+            let started = std::time::Instant::now();
             let introduced = publish_required(async {
                 let to = || self.socket.to(earlier.clone());
                 to().emit(names::USER_CONNECTED, &introduction).await?;
                 to().emit(names::INIT_OFFER, &offer).await
             })
             .await;
-            match introduced {
-                Ok(()) => {}
+            let published = match introduced {
+                Ok(()) => {
+                    started.elapsed() < SLOW_PUBLISH || self.signaling.store.still_intact().await
+                }
                 Err(e @ BroadcastError::Adapter(_)) => {
-                    tracing::info!(socket = %self.id, room = %room_id, error = %e, "introductions not published; join undone");
-                    self.rooms.remove(&room_id);
-                    self.socket.leave(call_room(&room_id));
-                    let _ = self.signaling.store.leave(&room_id, &self.id).await;
-                    let departed = ServerEvent::Departed { id: &self.id };
-                    self.emit_room(&room_id, names::USER_DISCONNECTED, &departed)
-                        .await;
-                    return Err(not_published());
+                    tracing::info!(socket = %self.id, room = %room_id, error = %e, "introductions not published");
+                    false
                 }
                 // A peer's connection closing at this very moment: the others were told.
                 Err(e) => {
-                    tracing::debug!(socket = %self.id, error = %e, "introduction not delivered to every peer")
+                    tracing::debug!(socket = %self.id, error = %e, "introduction not delivered to every peer");
+                    true
                 }
+            };
+            if !published {
+                self.rooms.remove(&room_id);
+                self.socket.leave(call_room(&room_id));
+                let _ = self.signaling.store.leave(&room_id, &self.id).await;
+                let departed = ServerEvent::Departed { id: &self.id };
+                self.emit_room(&room_id, names::USER_DISCONNECTED, &departed)
+                    .await;
+                return Err(not_published());
             }
         }
 

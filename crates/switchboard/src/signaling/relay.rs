@@ -10,6 +10,7 @@
 //! sockets on this node.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use socketioxide::BroadcastError;
 use socketioxide::adapter::Adapter;
@@ -33,6 +34,10 @@ impl<A: Adapter> Session<A> {
         .await
     }
 }
+
+/// A publish that took this long may have waited for a reconnection (the first attempt comes
+/// after 50 ms), and so may have gone to a Redis restarted empty: checked before it is acked.
+pub(super) const SLOW_PUBLISH: Duration = Duration::from_millis(40);
 
 /// Delivers one envelope from socket `source` (a member of `rooms`) to its target, if they
 /// share a room. A relay to another node is accepted only once Redis accepted its publish.
@@ -64,7 +69,12 @@ pub(super) async fn relay<A: Adapter>(
         }
         Location::OtherNode => {
             // Redis must take it: an ok ack promises the message was sent on.
+            let started = Instant::now();
             match publish_required(to.emit(names::MESSAGE, &payload)).await {
+                Ok(()) if started.elapsed() >= SLOW_PUBLISH && !store.still_intact().await => {
+                    tracing::info!(socket = source, %target, "relay published across a Redis restart");
+                    return Err(not_published());
+                }
                 Ok(()) => {}
                 Err(e @ BroadcastError::Adapter(_)) => {
                     tracing::info!(socket = source, %target, error = %e, "relay not published");
