@@ -126,6 +126,21 @@ impl RedisBus {
         self.inner.skipped.load(Ordering::Relaxed)
     }
 
+    /// Subscribes again to every channel on the current subscription connection, and returns
+    /// once Redis confirmed each: from then on this node hears whatever is published. The
+    /// upkeep loop calls it before writing this node's members back, so no node can find a
+    /// member here (and relay to it) before this node listens again.
+    pub async fn listen(&self) -> Result<(), BusError> {
+        for channel in self.inner.channels() {
+            self.inner
+                .link
+                .subscriber()
+                .ssubscribe(channel.as_str())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Required publishes (relays to another node) Redis did not accept.
     pub fn failed(&self) -> u64 {
         self.inner.failed.load(Ordering::Relaxed)

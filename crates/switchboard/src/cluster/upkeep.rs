@@ -106,6 +106,11 @@ impl Cluster {
             return Next::OnTick;
         }
         if upkeep.in_sync_since.is_none() {
+            // Listening first: once a member is written back, other nodes relay to it.
+            if let Err(e) = self.bus.listen().await {
+                tracing::warn!(error = %e, "could not subscribe to the cluster channels");
+                return Next::Soon;
+            }
             let resynced = match self.store.resync().await {
                 Ok(resynced) => resynced,
                 Err(e) => {
