@@ -133,6 +133,7 @@ impl Cluster {
                 unheard.departures.extend(earlier.departures);
                 unheard.media.extend(earlier.media);
             }
+            self.record(&unheard).await;
             upkeep.missed = Some((Instant::now() + OTHERS_RECONNECT, unheard));
             upkeep.in_sync_since = Some(Instant::now());
             upkeep.registered = false;
@@ -160,6 +161,8 @@ impl Cluster {
             self.tell_other_nodes(io, &unheard).await;
             if !self.store.roster_still_whole().await {
                 upkeep.missed = Some((at, unheard));
+            } else if let Err(e) = self.store.forget_unheard(&unheard.departures).await {
+                tracing::debug!(error = %e, "told departures stay recorded; told again later");
             }
         }
         if upkeep
@@ -194,7 +197,7 @@ impl Cluster {
                 .last_seen
                 .retain(|_, seen| now.duration_since(*seen) < forget);
             upkeep.rebuilding_since = None;
-            self.schedule_unheard(upkeep);
+            self.schedule_unheard(upkeep).await;
             return Next::OnTick;
         }
         let since = *upkeep.rebuilding_since.get_or_insert(now);
@@ -222,7 +225,7 @@ impl Cluster {
                     upkeep.last_seen.insert(id, now);
                 }
                 upkeep.rebuilding_since = None;
-                self.schedule_unheard(upkeep);
+                self.schedule_unheard(upkeep).await;
                 Next::OnTick
             }
             Ok(false) => Next::Soon,
@@ -236,11 +239,12 @@ impl Cluster {
     /// Schedules what other nodes may have missed since the last resync (changes made while
     /// the roster was being rebuilt, when some nodes did not listen yet) to be told with the
     /// rest of what they missed.
-    fn schedule_unheard(&self, upkeep: &mut Upkeep) {
+    async fn schedule_unheard(&self, upkeep: &mut Upkeep) {
         let unheard = self.store.take_unheard();
         if unheard.departures.is_empty() && unheard.media.is_empty() {
             return;
         }
+        self.record(&unheard).await;
         let (due, mut missed) = upkeep
             .missed
             .take()
@@ -248,6 +252,14 @@ impl Cluster {
         missed.departures.extend(unheard.departures);
         missed.media.extend(unheard.media);
         upkeep.missed = Some((due, missed));
+    }
+
+    /// Records in Redis the departures about to be told, so that they are told even if this
+    /// node dies first (by its next run, or by whoever reaps it).
+    async fn record(&self, unheard: &Unheard) {
+        if let Err(e) = self.store.record_unheard(&unheard.departures).await {
+            tracing::debug!(error = %e, "departures to tell kept in memory only");
+        }
     }
 
     /// Tells the sockets on other nodes what they missed while Redis was down: departures and

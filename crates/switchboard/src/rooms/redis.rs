@@ -86,6 +86,13 @@ pub fn node_members_key(node: &str) -> String {
     format!("sb:node:{{{node}}}:members")
 }
 
+/// The set of `"<roomId> <socketId>"` departures of a node's members that other nodes have
+/// not been told yet: kept in Redis so that they are told even if the node dies first (by
+/// the node itself when it restarts, or by whoever reaps it).
+fn node_unheard_key(node: &str) -> String {
+    format!("sb:node:{{{node}}}:unheard")
+}
+
 fn index_entry(room: &str, member_id: &str) -> String {
     format!("{room} {member_id}")
 }
@@ -275,7 +282,73 @@ impl RedisRoomStore {
     /// Removes every member a node left in Redis. Returns those that were still in a room,
     /// for the caller to announce. Safe to repeat.
     pub async fn reap(&self, node: &str) -> Result<Vec<Departure>, StoreError> {
-        self.remove_indexed(node, |_| false).await
+        let mut departed = self.remove_indexed(node, |_| false).await?;
+        for departure in self.take_recorded_unheard(node, |_| false).await? {
+            if !departed.contains(&departure) {
+                departed.push(departure);
+            }
+        }
+        Ok(departed)
+    }
+
+    /// Records departures the other nodes have not been told yet (see [`node_unheard_key`]).
+    pub async fn record_unheard(&self, departures: &[Departure]) -> Result<(), StoreError> {
+        if departures.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<String> = departures
+            .iter()
+            .map(|d| index_entry(d.room.as_str(), &d.member_id))
+            .collect();
+        let _: i64 = self
+            .redis()?
+            .sadd(node_unheard_key(&self.node), entries)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Forgets recorded departures once they have been told.
+    pub async fn forget_unheard(&self, departures: &[Departure]) -> Result<(), StoreError> {
+        if departures.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<String> = departures
+            .iter()
+            .map(|d| index_entry(d.room.as_str(), &d.member_id))
+            .collect();
+        let _: i64 = self
+            .redis()?
+            .srem(node_unheard_key(&self.node), entries)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Takes a node's recorded departures that `keep` rejects, for the caller to announce.
+    async fn take_recorded_unheard(
+        &self,
+        node: &str,
+        keep: impl Fn(&Departure) -> bool,
+    ) -> Result<Vec<Departure>, StoreError> {
+        let key = node_unheard_key(node);
+        let entries: Vec<String> = self.redis()?.smembers(&key).await.map_err(unavailable)?;
+        let mut taken = Vec::new();
+        for entry in entries {
+            let Some(departure) = parse_index_entry(&entry) else {
+                continue;
+            };
+            if keep(&departure) {
+                continue;
+            }
+            let _: i64 = self
+                .redis()?
+                .srem(&key, &entry)
+                .await
+                .map_err(unavailable)?;
+            taken.push(departure);
+        }
+        Ok(taken)
     }
 
     /// Makes Redis agree with this node about its members: removes what Redis still holds for
@@ -285,13 +358,22 @@ impl RedisRoomStore {
     pub async fn resync(&self) -> Result<Resynced, StoreError> {
         let _exclusive = self.changes.write().await;
         let (epoch, new_epoch) = self.roster.enter(&self.redis()?, &self.node).await?;
-        let removed = self
+        let mut removed = self
             .remove_indexed(&self.node, |d| {
                 self.local()
                     .get(&d.room)
                     .is_some_and(|m| m.contains_key(&d.member_id))
             })
             .await?;
+        // Departures an earlier run of this node recorded but never told (it died first).
+        let orphaned = self
+            .take_recorded_unheard(&self.node, |d| self.unheard().departures.contains(d))
+            .await?;
+        for departure in orphaned {
+            if !removed.contains(&departure) {
+                removed.push(departure);
+            }
+        }
         let index = node_members_key(&self.node);
         let members: Vec<(RoomId, Member, Option<MediaState>)> = self
             .local()
