@@ -200,3 +200,32 @@ test('Redis killed and restarted empty while a room spread over two nodes is liv
     assert.equal(told, 1, `${peer.id} (node ${peer.node}) heard of frank's departure ${told} times`);
   }
 });
+
+test('a relay to a socket on the same node is not held up by a lookup stuck on a hung Redis', async () => {
+  await healthOfBoth('up', 'ok');
+  const room = roomId();
+  const [alice, bob, carol] = await Promise.all([0, 1, 0].map((node) => connect({ node })));
+  await join(alice, room, 'alice');
+  await join(bob, room, 'bob');
+  await join(carol, room, 'carol');
+
+  // Redis hangs: connections stay open, commands wait for their 2 s timeout.
+  assert.equal(await step('pause-redis'), true);
+  try {
+    const started = Date.now();
+    const toBob = alice.timeout(REFUSAL_TIMEOUT_MS).emitWithAck('#rtcio:message', { target: bob.id, data: { n: 1 } });
+    const toCarol = ask(alice, '#rtcio:message', { target: carol.id, data: { n: 2 } });
+    assert.deepEqual((await waitFor(carol, '#rtcio:message', (m) => m.source === alice.id)).data, { n: 2 });
+    const carolAfter = Date.now() - started;
+    assert.deepEqual(await toCarol, { ok: true });
+    const bobAck = await toBob;
+    const bobAfter = Date.now() - started;
+    console.log(`# same-node relay delivered after ${carolAfter} ms; the one waiting on Redis answered after ${bobAfter} ms (${JSON.stringify(bobAck)})`);
+    assert.equal(bobAck.code, 'unavailable', JSON.stringify(bobAck));
+    assert.ok(carolAfter < bobAfter, 'the same-node relay waited for the Redis lookup');
+    assert.ok(carolAfter < 1000, `the same-node relay took ${carolAfter} ms`);
+  } finally {
+    assert.equal(await step('resume-redis'), true);
+  }
+  await healthOfBoth('up', 'ok');
+});

@@ -83,6 +83,7 @@ impl Cluster {
     /// | `drain-restart/<i>` | `drain-node/<i>`, then start it again and wait until its Redis link is up | `{"exited_after_ms": …}` |
     /// | `kill-redis` | SIGKILL Redis | `true` |
     /// | `restart-redis` | start an empty Redis on the same port | `true` |
+    /// | `pause-redis` / `resume-redis` | SIGSTOP / SIGCONT Redis (hung: connections open, commands time out) | whether it was signalled |
     /// | `redis` | run the command whose arguments are the body's lines | the reply |
     /// | `alive` | - | whether each node still runs, e.g. `[true,false,true]` |
     /// | `log/<i>` | - | node `i`'s log so far, as a string |
@@ -122,6 +123,8 @@ impl Cluster {
                 self.redis.kill();
                 Ok("true".to_string())
             }
+            "pause-redis" => Ok(self.redis.freeze(true).to_string()),
+            "resume-redis" => Ok(self.redis.freeze(false).to_string()),
             "restart-redis" => {
                 self.redis.restart();
                 Ok("true".to_string())

@@ -86,6 +86,19 @@ impl Redis {
     }
 
     /// Whether the server process is running.
+    /// Stops (`SIGSTOP`) or continues (`SIGCONT`) the process: a hung Redis whose
+    /// connections stay open and whose commands time out. Whether the signal was sent.
+    pub fn freeze(&self, frozen: bool) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()

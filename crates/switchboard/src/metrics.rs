@@ -20,6 +20,7 @@
 //! | `switchboard_redis_errors_total` | counter | `kind`: `connection`, `command` |
 //! | `switchboard_bus_messages_lost_total` | counter (cluster mode only) | |
 //! | `switchboard_bus_publishes_skipped_total` | counter (cluster mode only) | |
+//! | `switchboard_bus_publishes_failed_total` | counter (cluster mode only) | |
 //! | `switchboard_ghosts_reaped_total` | counter | |
 //! | `switchboard_sessions_resumed_total` | counter | |
 //! | `switchboard_sessions_parked_total` | counter | |
@@ -398,6 +399,10 @@ fn describe() {
         "switchboard_bus_publishes_skipped_total",
         "Cluster publishes skipped because Redis was unreachable"
     );
+    describe_counter!(
+        "switchboard_bus_publishes_failed_total",
+        "Relays to another node whose publish Redis did not accept; the sender got unavailable"
+    );
     describe_gauge!(
         "switchboard_build_info",
         "Always 1; the labels say which version runs as which node"
@@ -496,6 +501,7 @@ pub struct RedisScrape {
     pub up: bool,
     pub bus_lost: u64,
     pub bus_skipped: u64,
+    pub bus_failed: u64,
 }
 
 /// Sets the scrape-time gauges from `scrape` and renders every metric in the Prometheus text
@@ -517,6 +523,7 @@ pub fn render(scrape: &Scrape<'_>) -> String {
             gauge!("switchboard_redis_up").set(if redis.up { 1.0 } else { 0.0 });
             counter!("switchboard_bus_messages_lost_total").absolute(redis.bus_lost);
             counter!("switchboard_bus_publishes_skipped_total").absolute(redis.bus_skipped);
+            counter!("switchboard_bus_publishes_failed_total").absolute(redis.bus_failed);
         }
     });
     let mut out = RECORDER.handle().render();

@@ -264,7 +264,8 @@ export async function httpGet(node, path) {
  * Asks the Rust test that started the servers to do something to them, and resolves with its
  * JSON answer once done. Steps (crates/switchboard-testkit/src/cluster.rs):
  * `kill-node/<i>` (SIGKILL), `restart-node/<i>` (SIGKILL if running, then start again with the
- * same id and port), `term-node/<i>` (SIGTERM), `kill-redis`, `restart-redis`, `alive` ([bool]
+ * same id and port), `term-node/<i>` (SIGTERM), `kill-redis`, `restart-redis`, `pause-redis`
+ * and `resume-redis` (SIGSTOP/SIGCONT), `alive` ([bool]
  * per node), `log/<i>`, and `redis` with the command's arguments: `step('redis', 'HLEN', key)`.
  */
 export async function step(name, ...args) {

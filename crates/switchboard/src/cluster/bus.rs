@@ -12,15 +12,22 @@
 //! | subscribe fails while Redis is down → adapter fails   | subscribe records the channel; done on reconnect    |
 //! | a failed publish also skips local delivery            | publish while Redis is down is skipped and counted  |
 //!
+//! Skipping is right for a broadcast (its local part is delivered; what other nodes missed is
+//! told again after the outage), wrong for a relay to a socket on another node: the sender
+//! would be acked for a message nobody will deliver. An emit run inside [`publish_required`]
+//! fails instead when Redis does not accept its publish, and the sender is refused with
+//! `unavailable` (such a relay has no local part to lose).
+//!
 //! Redis's own pub/sub output-buffer limit (a subscriber more than 32 MB behind is cut off)
 //! is kept at bay by reading continuously: fred's reader never waits on us, and the dispatcher
 //! never waits on the adapter (its queue is large and allocated only when used).
 //!
-//! The counters this keeps (`lost`, `skipped`) are what an operator alerts on; `/metrics`
-//! exports them as `switchboard_bus_messages_lost_total` and
-//! `switchboard_bus_publishes_skipped_total`.
+//! The counters this keeps (`lost`, `skipped`, `failed`) are what an operator alerts on;
+//! `/metrics` exports them as `switchboard_bus_messages_lost_total`,
+//! `switchboard_bus_publishes_skipped_total` and `switchboard_bus_publishes_failed_total`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -37,10 +44,28 @@ use crate::metrics::{self, RedisError};
 /// nothing; only a node that falls minutes behind would reach this.
 pub const STREAM_BUFFER: usize = 1 << 20;
 
-/// A bus operation that failed while Redis was reachable.
+/// A bus operation that failed while Redis was reachable, or a required publish while it was
+/// not.
 #[derive(Debug, thiserror::Error)]
 #[error("redis pub/sub: {0}")]
 pub struct BusError(fred::error::Error);
+
+tokio::task_local! {
+    /// Present while an emit whose publish must reach Redis runs.
+    static REQUIRED: ();
+}
+
+/// Runs an emit whose publish must be accepted by Redis: a relay to a socket on another node.
+/// If Redis is unreachable or refuses the publish, the emit fails (nothing is delivered, here
+/// or elsewhere) instead of being skipped; the failure is counted as
+/// `switchboard_bus_publishes_failed_total`.
+pub async fn publish_required<F: Future>(emit: F) -> F::Output {
+    REQUIRED.scope((), emit).await
+}
+
+fn required() -> bool {
+    REQUIRED.try_with(|_| ()).is_ok()
+}
 
 /// Every failed bus command passes through here (`?`), so each is counted once.
 impl From<fred::error::Error> for BusError {
@@ -64,6 +89,8 @@ struct Inner {
     lost: AtomicU64,
     /// Publishes skipped because Redis was unreachable; their local part was still delivered.
     skipped: AtomicU64,
+    /// Required publishes Redis did not accept; their emit failed.
+    failed: AtomicU64,
 }
 
 impl RedisBus {
@@ -74,6 +101,7 @@ impl RedisBus {
                 routes: RwLock::new(HashMap::new()),
                 lost: AtomicU64::new(0),
                 skipped: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
                 link,
             }),
         };
@@ -96,6 +124,26 @@ impl RedisBus {
     /// Publishes skipped while Redis was unreachable.
     pub fn skipped(&self) -> u64 {
         self.inner.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Subscribes again to every channel on the current subscription connection, and returns
+    /// once Redis confirmed each: from then on this node hears whatever is published. The
+    /// upkeep loop calls it before writing this node's members back, so no node can find a
+    /// member here (and relay to it) before this node listens again.
+    pub async fn listen(&self) -> Result<(), BusError> {
+        for channel in self.inner.channels() {
+            self.inner
+                .link
+                .subscriber()
+                .ssubscribe(channel.as_str())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Required publishes (relays to another node) Redis did not accept.
+    pub fn failed(&self) -> u64 {
+        self.inner.failed.load(Ordering::Relaxed)
     }
 }
 
@@ -164,13 +212,25 @@ impl Driver for RedisBus {
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
         let bus = &self.inner;
         if !bus.link.is_up() {
+            if required() {
+                bus.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(BusError(fred::error::Error::new(
+                    fred::error::ErrorKind::IO,
+                    "Redis is unreachable",
+                )));
+            }
             bus.skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         if let Err(e) = bus.link.commands().spublish::<i64, _, _>(chan, val).await {
+            metrics::redis_error(RedisError::Command);
+            if required() {
+                bus.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(error = %e, "publish to the cluster failed; the sender is refused");
+                return Err(BusError(e));
+            }
             // Returning the error would make the adapter skip local delivery too.
             bus.skipped.fetch_add(1, Ordering::Relaxed);
-            metrics::redis_error(RedisError::Command);
             tracing::warn!(error = %e, "publish to the cluster failed; delivered locally only");
         }
         Ok(())

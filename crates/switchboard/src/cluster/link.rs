@@ -9,6 +9,8 @@
 //! - **Fail fast while disconnected.** Commands are sent with fred's `fail_fast` and a short
 //!   timeout, so a handler that needs Redis answers `unavailable` at once instead of queueing
 //!   behind a reconnect; events between sockets on this node do not wait for Redis at all.
+//!   A command is written once: one in flight when the connection drops fails rather than
+//!   being replayed into a Redis that may have restarted empty.
 //! - **RESP3**, which sharded pub/sub (`SSUBSCRIBE`, Redis 7+) needs on a connection that also
 //!   sends commands.
 //! - Two connections: one for commands and publishing, one for subscriptions, so a burst of
@@ -126,10 +128,15 @@ impl RedisLink {
         true
     }
 
-    /// The command connection, set to fail fast while Redis is unreachable.
+    /// The command connection, set to fail fast while Redis is unreachable. A command whose
+    /// connection closes before its answer fails too, instead of being sent again on the next
+    /// connection: that may be to a Redis restarted empty, where a publish reaches no node
+    /// yet listening and a lookup finds nobody, while the caller would take the answer as
+    /// true.
     pub fn commands(&self) -> fred::clients::WithOptions<Client> {
         self.commands.with_options(&Options {
             fail_fast: true,
+            max_attempts: Some(1),
             timeout: Some(COMMAND_TIMEOUT),
             ..Options::default()
         })

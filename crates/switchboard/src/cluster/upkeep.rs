@@ -1,13 +1,15 @@
 //! The node's upkeep loop: what keeps Redis true about this node, and the cluster free of
 //! dead nodes' members.
 //!
-//! Every `--node-ttl`/5 the loop (1) after any (re)connection, resyncs this node's members
-//! into Redis and announces what it found stale, (2) heartbeats, resyncing again at once if
-//! Redis lost the previous heartbeat, (3) tells the other nodes what they missed during an
-//! outage, once they can have resubscribed, and (4) reaps dead nodes. See
-//! docs/architecture.md, "Node registry and crash cleanup".
+//! Every `--node-ttl`/5 the loop (1) after any (re)connection of either Redis connection, at
+//! once, resyncs this node's members into Redis and announces what it found stale, (2)
+//! heartbeats, resyncing again at once if Redis lost the previous heartbeat, (3) while Redis's
+//! roster is being rebuilt, opens the gate in front of joins once every node it expects has
+//! written its members back (polling every [`REBUILD_POLL`]), (4) tells the other nodes what
+//! they missed during an outage, once they can have resubscribed, and (5) reaps dead nodes.
+//! See docs/architecture.md, "Node registry and crash cleanup" and "Resync".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,8 @@ const SWEEP_MARGIN_MS: u64 = 2000;
 /// missed during an outage: pub/sub keeps nothing, so they must have resubscribed first, and
 /// they retry their connection at least once a second (`link.rs`).
 const OTHERS_RECONNECT: Duration = Duration::from_millis(1500);
+/// How often a node whose joins wait for the roster to be whole checks whether it is.
+const REBUILD_POLL: Duration = Duration::from_millis(100);
 
 /// What the upkeep loop remembers between ticks.
 #[derive(Default)]
@@ -40,6 +44,14 @@ struct Upkeep {
     registered: bool,
     /// What the other nodes missed during an outage, and when to tell them.
     missed: Option<(Instant, Unheard)>,
+    /// When each node was last known alive while the roster was whole (heartbeating, or
+    /// listed as synced when the gate opened): after Redis lost its data, the nodes seen
+    /// within a TTL before are those whose members must be written back before joins resume.
+    /// Kept across ticks rather than replaced by each tick's live list: right after a
+    /// rebuild, nodes have written their members back but may not have heartbeat yet.
+    last_seen: HashMap<String, Instant>,
+    /// Since when this node waits for the roster to be whole again.
+    rebuilding_since: Option<Instant>,
 }
 
 /// When the upkeep loop should run again.
@@ -47,6 +59,7 @@ struct Upkeep {
 enum Next {
     OnTick,
     Now,
+    Soon,
 }
 
 impl Cluster {
@@ -60,20 +73,30 @@ impl Cluster {
         tokio::spawn(self.clone().read_mail(signaling.clone()));
         tokio::spawn(async move {
             let mut connected = self.link.connected();
+            let mut subscribed = self.link.subscriber_connected();
             let mut ticks = tokio::time::interval(self.heartbeat_every());
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut upkeep = Upkeep::default();
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
+                    // Either connection coming back may be the last one Redis needed: write
+                    // back at once, not at the next tick.
                     event = connected.recv() => {
                         if !matches!(event, Err(broadcast::error::RecvError::Closed)) {
                             upkeep.in_sync_since = None;
                         }
                     }
+                    event = subscribed.recv() => {
+                        if !matches!(event, Err(broadcast::error::RecvError::Closed)) {
+                            upkeep.in_sync_since = None;
+                        }
+                    }
                 }
-                if self.tick(&io, &signaling, &mut upkeep).await == Next::Now {
-                    ticks.reset_immediately();
+                match self.tick(&io, &signaling, &mut upkeep).await {
+                    Next::OnTick => {}
+                    Next::Now => ticks.reset_immediately(),
+                    Next::Soon => ticks.reset_after(REBUILD_POLL),
                 }
             }
         });
@@ -91,18 +114,27 @@ impl Cluster {
             return Next::OnTick;
         }
         if upkeep.in_sync_since.is_none() {
+            // Listening first: once a member is written back, other nodes relay to it.
+            if let Err(e) = self.bus.listen().await {
+                tracing::warn!(error = %e, "could not subscribe to the cluster channels");
+                return Next::Soon;
+            }
             let resynced = match self.store.resync().await {
                 Ok(resynced) => resynced,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not write room state to Redis");
-                    return Next::OnTick;
+                    return Next::Soon;
                 }
             };
             tracing::info!(
                 stale = resynced.stale.len(),
                 left_while_down = resynced.unheard.departures.len(),
+                new_epoch = resynced.new_epoch,
                 "room state written to Redis"
             );
+            if resynced.new_epoch {
+                upkeep.rebuilding_since = Some(Instant::now());
+            }
             announce(io, &resynced.stale).await;
             let mut departed = Vec::new();
             let node = self.node.id.clone();
@@ -114,6 +146,7 @@ impl Cluster {
                 unheard.departures.extend(earlier.departures);
                 unheard.media.extend(earlier.media);
             }
+            self.record(&unheard).await;
             upkeep.missed = Some((Instant::now() + OTHERS_RECONNECT, unheard));
             upkeep.in_sync_since = Some(Instant::now());
             upkeep.registered = false;
@@ -130,11 +163,20 @@ impl Cluster {
                 return Next::OnTick;
             }
         }
+        let next = self.admit_joins_when_whole(upkeep).await;
+        // Told once every node listens again (the roster is whole), and kept for the next
+        // round if Redis lost its data meanwhile (some nodes may not have heard it).
         let due = |(at, _): &(Instant, Unheard)| Instant::now() >= *at;
         if upkeep.missed.as_ref().is_some_and(due)
-            && let Some((_, unheard)) = upkeep.missed.take()
+            && self.store.roster_complete()
+            && let Some((at, unheard)) = upkeep.missed.take()
         {
             self.tell_other_nodes(io, &unheard).await;
+            if !self.store.roster_still_whole().await {
+                upkeep.missed = Some((at, unheard));
+            } else if let Err(e) = self.store.forget_unheard(&unheard.departures).await {
+                tracing::debug!(error = %e, "told departures stay recorded; told again later");
+            }
         }
         if upkeep
             .in_sync_since
@@ -143,7 +185,95 @@ impl Cluster {
             self.reap_dead(io, signaling).await;
             self.end_due_sessions(io, signaling).await;
         }
-        Next::OnTick
+        next
+    }
+
+    /// Keeps the gate in front of joins: remembers the live nodes while the roster is whole;
+    /// while it is being rebuilt, opens the gate once every expected node wrote its members
+    /// back. Expected: the nodes alive before (for one TTL: a node silent that long is dead)
+    /// and every node heartbeating now. After three TTLs the gate opens regardless, so that a
+    /// node stuck half-way cannot stop joins everywhere for good.
+    async fn admit_joins_when_whole(&self, upkeep: &mut Upkeep) -> Next {
+        let live: BTreeSet<String> = match self.registry.live().await {
+            Ok(nodes) => nodes.into_iter().map(|n| n.id).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list live nodes");
+                return Next::Soon;
+            }
+        };
+        let now = Instant::now();
+        if self.store.roster_complete() {
+            for id in live {
+                upkeep.last_seen.insert(id, now);
+            }
+            let forget = self.ttl * 10;
+            upkeep
+                .last_seen
+                .retain(|_, seen| now.duration_since(*seen) < forget);
+            upkeep.rebuilding_since = None;
+            self.schedule_unheard(upkeep).await;
+            return Next::OnTick;
+        }
+        let since = *upkeep.rebuilding_since.get_or_insert(now);
+        let mut expected = live.clone();
+        if since.elapsed() < self.ttl {
+            let recent = upkeep
+                .last_seen
+                .iter()
+                .filter(|(_, seen)| since.duration_since(**seen) < self.ttl)
+                .map(|(id, _)| id.clone());
+            expected.extend(recent);
+        }
+        if since.elapsed() >= self.ttl * 3 {
+            expected.clear();
+            tracing::warn!("some nodes never wrote their members back; admitting joins anyway");
+        }
+        match self.store.open_roster(&expected).await {
+            Ok(true) => {
+                tracing::info!(
+                    nodes = expected.len(),
+                    waited_ms = since.elapsed().as_millis() as u64,
+                    "room roster whole again; joins admitted"
+                );
+                for id in expected.into_iter().chain(live) {
+                    upkeep.last_seen.insert(id, now);
+                }
+                upkeep.rebuilding_since = None;
+                self.schedule_unheard(upkeep).await;
+                Next::OnTick
+            }
+            Ok(false) => Next::Soon,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not check the roster");
+                Next::Soon
+            }
+        }
+    }
+
+    /// Schedules what other nodes may have missed since the last resync (changes made while
+    /// the roster was being rebuilt, when some nodes did not listen yet) to be told with the
+    /// rest of what they missed.
+    async fn schedule_unheard(&self, upkeep: &mut Upkeep) {
+        let unheard = self.store.take_unheard();
+        if unheard.departures.is_empty() && unheard.media.is_empty() {
+            return;
+        }
+        self.record(&unheard).await;
+        let (due, mut missed) = upkeep
+            .missed
+            .take()
+            .unwrap_or_else(|| (Instant::now() + OTHERS_RECONNECT, Unheard::default()));
+        missed.departures.extend(unheard.departures);
+        missed.media.extend(unheard.media);
+        upkeep.missed = Some((due, missed));
+    }
+
+    /// Records in Redis the departures about to be told, so that they are told even if this
+    /// node dies first (by its next run, or by whoever reaps it).
+    async fn record(&self, unheard: &Unheard) {
+        if let Err(e) = self.store.record_unheard(&unheard.departures).await {
+            tracing::debug!(error = %e, "departures to tell kept in memory only");
+        }
     }
 
     /// Handles the mail addressed to this node (see `mail`), until the process ends.

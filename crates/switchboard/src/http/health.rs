@@ -23,18 +23,24 @@ pub struct Health {
     pub version: &'static str,
     pub uptime_secs: u64,
     pub sockets: usize,
-    /// `disabled` (single process), `up` or `down`.
+    /// `disabled` (single process), `up`, `down`, or `syncing` (connected, but the room
+    /// roster is being rebuilt after Redis lost its data: joins answer `unavailable`).
     pub redis: &'static str,
 }
 
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     let redis = match &state.cluster {
         None => "disabled",
-        Some(cluster) if cluster.link.is_up() => "up",
-        Some(_) => "down",
+        Some(cluster) if !cluster.link.is_up() => "down",
+        Some(cluster) if !cluster.store.roster_complete() => "syncing",
+        Some(_) => "up",
     };
     Json(Health {
-        status: if redis == "down" { "degraded" } else { "ok" },
+        status: if matches!(redis, "down" | "syncing") {
+            "degraded"
+        } else {
+            "ok"
+        },
         node: state.signaling.node_id.clone(),
         version: env!("CARGO_PKG_VERSION"),
         uptime_secs: state.started.elapsed().as_secs(),

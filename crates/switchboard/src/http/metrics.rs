@@ -31,6 +31,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             up: cluster.link.is_up(),
             bus_lost: cluster.bus.lost(),
             bus_skipped: cluster.bus.skipped(),
+            bus_failed: cluster.bus.failed(),
         }),
     };
     ([(CONTENT_TYPE, TEXT_FORMAT)], metrics::render(&scrape))

@@ -147,6 +147,18 @@ impl RoomStore for MemoryRoomStore {
         released
     }
 
+    fn locate_now(&self, room: &RoomId, member_id: &str) -> Option<Option<Located>> {
+        let resumable = self
+            .rooms()
+            .get(room)
+            .and_then(|r| r.members.get(member_id))
+            .map(|e| e.member.resumable);
+        Some(resumable.map(|resumable| Located {
+            location: Location::ThisNode,
+            resumable,
+        }))
+    }
+
     fn local_rooms(&self) -> usize {
         self.rooms().len()
     }

@@ -14,6 +14,7 @@
 
 mod memory;
 mod redis;
+mod roster;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -126,12 +127,23 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Where `member_id` is connected, if it is in `room`.
     async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Located>, StoreError>;
 
+    /// What [`RoomStore::locate`] would answer, when it can be told from memory without
+    /// waiting (this node's own members always can); `None` when only `locate` can tell.
+    fn locate_now(&self, room: &RoomId, member_id: &str) -> Option<Option<Located>>;
+
     /// Everyone in a room, oldest first.
     async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError>;
 
     /// Forgets a member on this node without telling anyone or changing cluster-wide state:
     /// its session now lives on another node, which keeps its rooms. Returns those rooms.
     async fn release(&self, member_id: &str) -> Vec<RoomId>;
+
+    /// Whether the room state is still the one this node wrote its members into (no Redis
+    /// restart since). Asked after a publish slow enough to have waited for a reconnection:
+    /// it may then have gone to a Redis restarted empty, where nobody listened yet.
+    async fn still_intact(&self) -> bool {
+        true
+    }
 
     /// How many rooms have at least one member on this node (for `/cluster`).
     fn local_rooms(&self) -> usize;

@@ -19,9 +19,11 @@
 //! This store also keeps the members of *this* node in memory ([`LocalMembers`]): the truth
 //! about local sockets does not need Redis. That is what lets local rooms keep relaying while
 //! Redis is down, and what [`RedisRoomStore::resync`] writes back when Redis returns empty.
+//! Until every node has written its members back, joins wait behind [`Roster`]'s gate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fred::clients::{Client, WithOptions};
@@ -32,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_protocol::{MediaState, MemberName, RoomId};
 use tokio::sync::RwLock;
 
+use super::roster::{Roster, rebuilding};
 use super::{Joined, Located, Location, Member, Peer, RoomStore, StoreError};
 use crate::cluster::RedisLink;
 use crate::metrics::{self, RedisError};
@@ -87,6 +90,13 @@ fn media_key(room: &str) -> String {
 /// The set of `"<roomId> <socketId>"` entries a node has in rooms.
 pub fn node_members_key(node: &str) -> String {
     format!("sb:node:{{{node}}}:members")
+}
+
+/// The set of `"<roomId> <socketId>"` departures of a node's members that other nodes have
+/// not been told yet: kept in Redis so that they are told even if the node dies first (by
+/// the node itself when it restarts, or by whoever reaps it).
+fn node_unheard_key(node: &str) -> String {
+    format!("sb:node:{{{node}}}:unheard")
 }
 
 fn index_entry(room: &str, member_id: &str) -> String {
@@ -151,6 +161,9 @@ pub struct Resynced {
     pub orphaned: Vec<Departure>,
     /// What happened while Redis was down: sockets on this node were told, the others not.
     pub unheard: Unheard,
+    /// Whether Redis had lost the data this node's members were written into before (or this
+    /// node just started): joins wait until every node has written its members back.
+    pub new_epoch: bool,
 }
 
 /// Changes of this node's members made while Redis was down.
@@ -161,6 +174,13 @@ pub struct Unheard {
     /// Members whose media state changed, with their state now.
     pub media: Vec<(RoomId, String, MediaState)>,
 }
+
+/// How long a departure announced through Redis is remembered, to be told again if Redis
+/// loses its data soon after: pub/sub messages published just before Redis dies may never
+/// have reached the other nodes.
+const RECENT: Duration = Duration::from_secs(3);
+/// Departures older than this are never told again, however recent the last one was.
+const RECENT_MAX: Duration = Duration::from_secs(60);
 
 /// This node's own members and their media state: room → member id → entry.
 type LocalMembers = HashMap<RoomId, HashMap<String, (Member, Option<MediaState>)>>;
@@ -176,6 +196,10 @@ pub struct RedisRoomStore {
     /// Changes Redis could not be told about (it was down): the room's sockets on other
     /// nodes have not heard of them yet.
     unheard: Mutex<Unheard>,
+    /// Whether the roster in Redis is whole, so joins may be admitted.
+    roster: Roster,
+    /// Departures announced through Redis in the last [`RECENT`] before the latest one.
+    recent: Mutex<VecDeque<(Instant, Departure)>>,
     join: Script,
     leave: Script,
     set_media: Script,
@@ -190,6 +214,8 @@ impl RedisRoomStore {
             local: Mutex::new(HashMap::new()),
             changes: RwLock::new(()),
             unheard: Mutex::new(Unheard::default()),
+            roster: Roster::default(),
+            recent: Mutex::new(VecDeque::new()),
             join: Script::from_lua(JOIN),
             leave: Script::from_lua(LEAVE),
             set_media: Script::from_lua(SET_MEDIA),
@@ -278,10 +304,77 @@ impl RedisRoomStore {
     }
 
     /// Removes every member a node left in Redis, except resumable sessions, which get their
-    /// grace period (the caller parks them; see `sessions`). Returns the members that were
-    /// still in a room, for the caller to announce, and the resumable ones. Safe to repeat.
+    /// grace period (the caller parks them; see `sessions`), and adds the departures it had
+    /// recorded but not told. Returns the members to announce, and the resumable ones. Safe
+    /// to repeat.
     pub async fn reap(&self, node: &str) -> Result<Reaped, StoreError> {
-        self.clear_index(node, |_| false).await
+        let mut reaped = self.clear_index(node, |_| false).await?;
+        for departure in self.take_recorded_unheard(node, |_| false).await? {
+            if !reaped.departed.contains(&departure) {
+                reaped.departed.push(departure);
+            }
+        }
+        Ok(reaped)
+    }
+
+    /// Records departures the other nodes have not been told yet (see [`node_unheard_key`]).
+    pub async fn record_unheard(&self, departures: &[Departure]) -> Result<(), StoreError> {
+        if departures.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<String> = departures
+            .iter()
+            .map(|d| index_entry(d.room.as_str(), &d.member_id))
+            .collect();
+        let _: i64 = self
+            .redis()?
+            .sadd(node_unheard_key(&self.node), entries)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Forgets recorded departures once they have been told.
+    pub async fn forget_unheard(&self, departures: &[Departure]) -> Result<(), StoreError> {
+        if departures.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<String> = departures
+            .iter()
+            .map(|d| index_entry(d.room.as_str(), &d.member_id))
+            .collect();
+        let _: i64 = self
+            .redis()?
+            .srem(node_unheard_key(&self.node), entries)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Takes a node's recorded departures that `keep` rejects, for the caller to announce.
+    async fn take_recorded_unheard(
+        &self,
+        node: &str,
+        keep: impl Fn(&Departure) -> bool,
+    ) -> Result<Vec<Departure>, StoreError> {
+        let key = node_unheard_key(node);
+        let entries: Vec<String> = self.redis()?.smembers(&key).await.map_err(unavailable)?;
+        let mut taken = Vec::new();
+        for entry in entries {
+            let Some(departure) = parse_index_entry(&entry) else {
+                continue;
+            };
+            if keep(&departure) {
+                continue;
+            }
+            let _: i64 = self
+                .redis()?
+                .srem(&key, &entry)
+                .await
+                .map_err(unavailable)?;
+            taken.push(departure);
+        }
+        Ok(taken)
     }
 
     /// Makes Redis agree with this node about its members: removes what Redis still holds for
@@ -290,9 +383,10 @@ impl RedisRoomStore {
     /// (Redis may have restarted empty). Returns the departures nobody heard of yet.
     pub async fn resync(&self) -> Result<Resynced, StoreError> {
         let _exclusive = self.changes.write().await;
+        let (epoch, new_epoch) = self.roster.enter(&self.redis()?, &self.node).await?;
         let Reaped {
-            departed: removed,
-            resumable: orphaned,
+            departed: mut removed,
+            resumable,
         } = self
             .clear_index(&self.node, |d| {
                 self.local()
@@ -300,6 +394,15 @@ impl RedisRoomStore {
                     .is_some_and(|m| m.contains_key(&d.member_id))
             })
             .await?;
+        // Departures an earlier run of this node recorded but never told (it died first).
+        let orphaned = self
+            .take_recorded_unheard(&self.node, |d| self.unheard().departures.contains(d))
+            .await?;
+        for departure in orphaned {
+            if !removed.contains(&departure) {
+                removed.push(departure);
+            }
+        }
         let index = node_members_key(&self.node);
         let members: Vec<(RoomId, Member, Option<MediaState>)> = self
             .local()
@@ -330,7 +433,20 @@ impl RedisRoomStore {
             )
             .await?;
         }
+        self.roster
+            .mark_synced(&self.redis()?, &epoch, &self.node)
+            .await?;
         let mut unheard = std::mem::take(&mut *self.unheard());
+        if new_epoch {
+            // Redis lost its data: departures published just before may never have reached
+            // the other nodes. Told again (a socket may hear one twice; never none).
+            let recent = std::mem::take(&mut *lock(&self.recent));
+            for (at, departure) in recent {
+                if at.elapsed() < RECENT_MAX && !unheard.departures.contains(&departure) {
+                    unheard.departures.push(departure);
+                }
+            }
+        }
         let stale = removed
             .into_iter()
             .filter(|d| !unheard.departures.contains(d))
@@ -341,8 +457,9 @@ impl RedisRoomStore {
             .retain(|(room, id, _)| self.local().get(room).is_some_and(|m| m.contains_key(id)));
         Ok(Resynced {
             stale,
-            orphaned,
+            orphaned: resumable,
             unheard,
+            new_epoch,
         })
     }
 
@@ -441,6 +558,50 @@ impl RedisRoomStore {
         self.local().values().any(|m| m.contains_key(member_id))
     }
 
+    /// Takes the changes of this node's members that other nodes may have missed (made while
+    /// Redis was down or the roster was being rebuilt), for the upkeep loop to tell.
+    pub fn take_unheard(&self) -> Unheard {
+        let mut unheard = std::mem::take(&mut *self.unheard());
+        unheard
+            .media
+            .retain(|(room, id, _)| self.local().get(room).is_some_and(|m| m.contains_key(id)));
+        unheard
+    }
+
+    /// Whether the roster is whole and Redis still holds the data it was rebuilt in.
+    pub async fn roster_still_whole(&self) -> bool {
+        let Ok(epoch) = self.roster.admitting() else {
+            return false;
+        };
+        match self.redis() {
+            Ok(redis) => matches!(self.roster.still(&redis, &epoch).await, Ok(true)),
+            Err(_) => false,
+        }
+    }
+
+    /// Whether joins are admitted now (the roster in Redis is whole).
+    pub fn roster_complete(&self) -> bool {
+        self.roster.is_complete()
+    }
+
+    /// Opens the gate in front of joins if every node of `expected` has written its members
+    /// into the data Redis holds now; returns whether joins are admitted.
+    pub async fn open_roster(&self, expected: &BTreeSet<String>) -> Result<bool, StoreError> {
+        if self.roster.is_complete() {
+            return Ok(true);
+        }
+        let Some(epoch) = self.roster.epoch() else {
+            return Ok(false);
+        };
+        let redis = self.redis()?;
+        let synced = self.roster.synced(&redis).await?;
+        if !expected.is_subset(&synced) || !self.roster.still(&redis, &epoch).await? {
+            return Ok(false);
+        }
+        self.roster.open(&epoch);
+        Ok(true)
+    }
+
     /// Ids of this node's members in a room.
     pub fn local_members(&self, room: &RoomId) -> Vec<String> {
         self.local()
@@ -459,6 +620,7 @@ impl RoomStore for RedisRoomStore {
         capacity: Option<usize>,
     ) -> Result<Joined, StoreError> {
         let _changing = self.changes.read().await;
+        let epoch = self.roster.admitting()?;
         let index = node_members_key(&self.node);
         let entry = index_entry(room.as_str(), &member.id);
         // Indexed first: a crash between the two writes leaves an index entry without a
@@ -479,6 +641,12 @@ impl RoomStore for RedisRoomStore {
             let _: Result<i64, _> = self.link.commands().srem(&index, &entry).await;
             return Ok(Joined::Full);
         };
+        // The snapshot is whole only if Redis still holds the data the gate was opened for.
+        if !matches!(self.roster.still(&self.redis()?, &epoch).await, Ok(true)) {
+            let _ = self.remove(room.as_str(), &member.id).await;
+            let _: Result<i64, _> = self.link.commands().srem(&index, &entry).await;
+            return Err(rebuilding());
+        }
         let media = parts.pop().map(hash_pairs).unwrap_or_default();
         let members = parts.pop().map(hash_pairs).unwrap_or_default();
         let peers = peers_from(members, media, &member.id);
@@ -522,7 +690,29 @@ impl RoomStore for RedisRoomStore {
             Ok::<_, StoreError>(removed)
         };
         match in_redis.await {
-            Ok(removed) => Ok(was_here || removed),
+            Ok(removed) => {
+                // Redis did not list a member this node had, or the roster is being rebuilt:
+                // Redis lost its data, and nodes that have not resubscribed yet miss the
+                // departure announced now. It is told again once the roster is whole.
+                let departure = Departure {
+                    room: room.clone(),
+                    member_id: member_id.to_owned(),
+                };
+                if was_here && (!removed || !self.roster.is_complete()) {
+                    self.unheard().departures.push(departure);
+                } else if was_here {
+                    let now = Instant::now();
+                    let mut recent = lock(&self.recent);
+                    while recent
+                        .front()
+                        .is_some_and(|(at, _)| now.duration_since(*at) > RECENT)
+                    {
+                        recent.pop_front();
+                    }
+                    recent.push_back((now, departure));
+                }
+                Ok(was_here || removed)
+            }
             Err(e) => {
                 tracing::debug!(%room, member = member_id, error = %e, "leave deferred until Redis is back");
                 if was_here {
@@ -551,8 +741,11 @@ impl RoomStore for RedisRoomStore {
             *state = Some(media);
         }
         let args = vec![member_id.to_owned(), to_json(&media)];
-        if let Err(e) = self.run(&self.set_media, room.as_str(), args).await {
-            tracing::debug!(%room, member = member_id, error = %e, "media state written when Redis is back");
+        let written = self.run(&self.set_media, room.as_str(), args).await;
+        // Not written, or written while the roster is being rebuilt (some nodes may not
+        // listen yet): told again later, like a change made while Redis was down.
+        if !matches!(written, Ok(Value::Integer(1))) || !self.roster.is_complete() {
+            tracing::debug!(%room, member = member_id, written = ?written, "media state told again when the roster is whole");
             let mut unheard = self.unheard();
             unheard
                 .media
@@ -580,12 +773,21 @@ impl RoomStore for RedisRoomStore {
         // An entry claiming this node but unknown here is left over from an earlier run,
         // unless it is a resumable session this node is adopting right now: its session
         // knows (`signaling::deliver`).
-        Ok(record
+        let found = record
             .filter(|r| r.node != self.node || r.resumable)
             .map(|r| Located {
                 location: Location::OtherNode(r.node),
                 resumable: r.resumable,
-            }))
+            });
+        if found.is_none() {
+            // Nobody there means "not a roommate" only if the roster is whole: while nodes
+            // write their members back, the target may simply not be written yet.
+            let epoch = self.roster.admitting()?;
+            if !self.roster.still(&self.redis()?, &epoch).await? {
+                return Err(rebuilding());
+            }
+        }
+        Ok(found)
     }
 
     async fn release(&self, member_id: &str) -> Vec<RoomId> {
@@ -612,6 +814,24 @@ impl RoomStore for RedisRoomStore {
         rooms
     }
 
+    async fn still_intact(&self) -> bool {
+        self.roster_still_whole().await
+    }
+
+    fn locate_now(&self, room: &RoomId, member_id: &str) -> Option<Option<Located>> {
+        let here = self
+            .local()
+            .get(room)
+            .and_then(|m| m.get(member_id))
+            .map(|(member, _)| member.resumable);
+        here.map(|resumable| {
+            Some(Located {
+                location: Location::ThisNode,
+                resumable,
+            })
+        })
+    }
+
     fn local_rooms(&self) -> usize {
         self.local().len()
     }
@@ -621,6 +841,7 @@ impl RoomStore for RedisRoomStore {
     }
 
     async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError> {
+        self.roster.admitting()?;
         let redis = self.redis()?;
         let members: HashMap<String, String> = redis
             .hgetall(members_key(room.as_str()))
@@ -638,9 +859,14 @@ impl RoomStore for RedisRoomStore {
     }
 }
 
-fn unavailable(error: fred::error::Error) -> StoreError {
+pub(super) fn unavailable(error: fred::error::Error) -> StoreError {
     metrics::redis_error(RedisError::Command);
     StoreError::Unavailable(error.to_string())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section is one collection update.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {

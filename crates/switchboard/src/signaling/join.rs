@@ -14,12 +14,15 @@
 //! before the store admits it, so it cannot miss a departure or media change of a peer its
 //! backfill lists.
 
+use socketioxide::BroadcastError;
 use socketioxide::adapter::Adapter;
 use switchboard_protocol::outbound::names;
 use switchboard_protocol::{ErrorCode, JoinRoom, ProtocolError, RoomId, ServerEvent};
 
 use super::deliver::to_session;
+use super::relay::{SLOW_PUBLISH, not_published};
 use super::session::{Reply, Session, call_room};
+use crate::cluster::publish_required;
 use crate::metrics;
 use crate::rooms::{Joined, Member, Peer, now_ms};
 
@@ -82,15 +85,39 @@ impl<A: Adapter> Session<A> {
         let offer = ServerEvent::InitOffer { source: &self.id };
         let (resumable, sockets): (Vec<&Peer>, Vec<&Peer>) =
             peers.iter().partition(|p| p.member.resumable);
+        // An ok ack promises that the earlier members were told: Redis must take both
+        // (and be the Redis the snapshot came from, if the publishes were slow).
+        let mut published = true;
         if !sockets.is_empty() {
             let earlier: Vec<String> = sockets.iter().map(|p| p.member.id.clone()).collect();
-            self.emit_to(&earlier, names::USER_CONNECTED, &introduction)
-                .await;
-            self.emit_to(&earlier, names::INIT_OFFER, &offer).await;
+            let started = std::time::Instant::now();
+            let introduced = publish_required(async {
+                let to = || self.socket.to(earlier.clone());
+                to().emit(names::USER_CONNECTED, &introduction).await?;
+                to().emit(names::INIT_OFFER, &offer).await
+            })
+            .await;
+            published = match introduced {
+                Ok(()) => {
+                    started.elapsed() < SLOW_PUBLISH || self.signaling.store.still_intact().await
+                }
+                Err(e @ BroadcastError::Adapter(_)) => {
+                    tracing::info!(socket = %self.id, room = %room_id, error = %e, "introductions not published");
+                    false
+                }
+                // A peer's connection closing at this very moment: the others were told.
+                Err(e) => {
+                    tracing::debug!(socket = %self.id, error = %e, "introduction not delivered to every peer");
+                    true
+                }
+            };
         }
         // Resumable peers are introduced through their sessions, so one between two
         // connections still hears of the newcomer when it comes back.
         for peer in resumable {
+            if !published {
+                break;
+            }
             for (event, payload) in [
                 (names::USER_CONNECTED, &introduction),
                 (names::INIT_OFFER, &offer),
@@ -100,9 +127,20 @@ impl<A: Adapter> Session<A> {
                 if let Err(e) =
                     to_session(&self.signaling, &peer.member.id, event, payload, hint).await
                 {
-                    tracing::warn!(peer = %peer.member.id, event, error = %e, "introduction not delivered");
+                    tracing::info!(peer = %peer.member.id, event, error = %e, "introduction not delivered");
+                    published = false;
+                    break;
                 }
             }
+        }
+        if !published {
+            self.rooms.remove(&room_id);
+            self.socket.leave(call_room(&room_id));
+            let _ = self.signaling.store.leave(&room_id, &self.id).await;
+            let departed = ServerEvent::Departed { id: &self.id };
+            self.emit_room(&room_id, names::USER_DISCONNECTED, &departed)
+                .await;
+            return Err(not_published());
         }
 
         Ok(Reply::Joined {

@@ -29,6 +29,7 @@ mod join;
 mod leave;
 mod media;
 mod relay;
+mod remote_relays;
 mod resume;
 mod screen_share;
 mod session;

@@ -23,6 +23,8 @@ use tokio::sync::mpsc;
 
 use super::Signaling;
 use super::inbox::Inbound;
+use super::relay::answerable_now;
+use super::remote_relays::RemoteRelays;
 use crate::auth::Grant;
 use crate::lifecycle::Phase;
 use crate::metrics::{self, DisconnectCause, Relayed};
@@ -48,6 +50,8 @@ pub(super) struct Session<A: Adapter> {
     pub(super) grant: Grant,
     /// Rooms this socket has joined, in a stable order for departure announcements.
     pub(super) rooms: BTreeSet<RoomId>,
+    /// Relays waiting on a Redis lookup, beside this loop; started by the first one.
+    remote_relays: Option<RemoteRelays<A>>,
 }
 
 impl<A: Adapter> Session<A> {
@@ -65,6 +69,7 @@ impl<A: Adapter> Session<A> {
             signaling,
             grant,
             rooms: BTreeSet::new(),
+            remote_relays: None,
         }
     }
 
@@ -85,6 +90,7 @@ impl<A: Adapter> Session<A> {
                 _ = lifecycle.reached(Phase::Closing) => None,
             };
             let Some(inbound) = inbound else {
+                self.remote_relays = None;
                 self.disconnect(DisconnectCause::Shutdown).await;
                 if lifecycle.phase() == Phase::Closing {
                     // The node ended this session; socketioxide runs no disconnect handler
@@ -101,6 +107,7 @@ impl<A: Adapter> Session<A> {
                         .await;
                 }
                 Inbound::Disconnect(cause, announced) => {
+                    self.remote_relays = None;
                     self.disconnect(cause).await;
                     let _ = announced.send(());
                     break;
@@ -112,7 +119,23 @@ impl<A: Adapter> Session<A> {
 
     async fn handle(&mut self, packet: &str, received: Instant, ack: AckSender<A>) {
         let decoded = ClientEvent::decode(packet);
-        let outcome = match decoded.event {
+        let event = match decoded.event {
+            Ok(ClientEvent::Message(envelope)) if self.waits_on_lookup(&envelope.target) => {
+                let relays = self.remote_relays.get_or_insert_with(|| {
+                    RemoteRelays::start(
+                        self.socket.clone(),
+                        self.id.clone(),
+                        self.signaling.clone(),
+                    )
+                });
+                relays
+                    .push(envelope, self.rooms.clone(), received, ack)
+                    .await;
+                return;
+            }
+            other => other,
+        };
+        let outcome = match event {
             Ok(event) => {
                 let kind = relay_kind(&event);
                 let outcome = self.dispatch(event).await;
@@ -146,6 +169,16 @@ impl<A: Adapter> Session<A> {
         }
     }
 
+    /// Whether a relay to `target` must wait for a Redis lookup (or behind relays to it that
+    /// do), and so goes to [`RemoteRelays`] instead of holding up this loop.
+    fn waits_on_lookup(&self, target: &str) -> bool {
+        !answerable_now(self.signaling.store.as_ref(), &self.rooms, target)
+            || self
+                .remote_relays
+                .as_ref()
+                .is_some_and(|r| r.waiting_for(target))
+    }
+
     /// Refuses events about rooms this socket has not joined.
     pub(super) fn ensure_member(&self, room: &RoomId) -> Result<(), ProtocolError> {
         if self.rooms.contains(room) {
@@ -162,23 +195,6 @@ impl<A: Adapter> Session<A> {
     pub(super) fn emit_self(&self, event: &str, payload: &ServerEvent<'_>) {
         if let Err(e) = self.socket.emit(event, payload) {
             tracing::debug!(socket = %self.id, event, error = %e, "emit to self failed");
-        }
-    }
-
-    /// Sends an event to the given sockets, on whichever node they are.
-    pub(super) async fn emit_to(
-        &self,
-        socket_ids: &[String],
-        event: &str,
-        payload: &ServerEvent<'_>,
-    ) {
-        let sent = self
-            .socket
-            .to(socket_ids.to_vec())
-            .emit(event, payload)
-            .await;
-        if let Err(e) = sent {
-            tracing::warn!(socket = %self.id, event, error = %e, "emit to peers failed");
         }
     }
 
