@@ -48,7 +48,12 @@ impl Cut {
     }
 
     fn is_cut(&self) -> bool {
-        self.cut.load(Ordering::Acquire) || self.leaving.load(Ordering::Acquire)
+        self.cut.load(Ordering::Acquire)
+    }
+
+    /// Cut, or chosen by a drain and about to be: no longer open for the drain to choose.
+    fn is_chosen(&self) -> bool {
+        self.is_cut() || self.leaving.load(Ordering::Acquire)
     }
 
     /// Records which socket.io socket this connection's WebSocket carries. A connection may
@@ -221,7 +226,7 @@ impl WebSockets {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.iter()
             .filter_map(Weak::upgrade)
-            .filter(|c| !c.is_cut())
+            .filter(|c| !c.is_chosen())
             .count()
     }
 
@@ -237,7 +242,7 @@ impl WebSockets {
                 let Some(cut) = weak.upgrade() else {
                     return false;
                 };
-                if chosen.len() < n && !cut.is_cut() {
+                if chosen.len() < n && !cut.is_chosen() {
                     chosen.push(cut);
                     return false;
                 }
@@ -298,7 +303,7 @@ mod tests {
         sockets.register(&stock);
         assert_eq!(sockets.cut(2, |socket| socket == "s1"), 2);
         assert!(stock.cut.load(Ordering::Acquire));
-        assert!(!resumable.cut.load(Ordering::Acquire));
+        assert!(!resumable.is_cut(), "a leaving connection still reads and writes");
         assert_eq!(sockets.open(), 0);
         tokio::time::sleep(FLUSH_BEFORE_CUT * 2).await;
         assert!(resumable.cut.load(Ordering::Acquire));
