@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use axum::routing::{get, post};
-use socketioxide::SocketIo;
+use socketioxide::{ParserConfig, SocketIo};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::auth::TokenVerifier;
@@ -26,6 +26,18 @@ use crate::signaling::{self, Limits, Signaling};
 /// grows to the frame's length, read in chunks of this size. Signaling frames are mostly
 /// small (candidates ~200 B, descriptions a few KiB), and an idle socket pays for every byte.
 const WS_READ_BUFFER: usize = 1024;
+
+/// Most bytes of binary attachments one packet may carry. The protocol has none (a packet
+/// with one is refused with `invalid-payload`), so this only has to let a small one through
+/// to that refusal; more closes the connection instead of being buffered (socketioxide would
+/// hold 10 MB in 10,000 attachments per packet by default).
+const MAX_BINARY_BYTES: usize = 1024;
+
+/// How long socketioxide waits for the attachments a binary packet announced. It checks this
+/// when the next attachment arrives; a partial packet is also dropped with its connection by
+/// any text packet (which cannot come in between), by `--handshake-timeout` before CONNECT,
+/// and it holds at most one WebSocket message plus [`MAX_BINARY_BYTES`] meanwhile.
+const PARTIAL_PACKET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// State shared by the HTTP handlers.
 pub struct AppState {
@@ -120,7 +132,18 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         .ping_timeout(config.ping_timeout())
         .max_payload(config.max_polling_body())
         .max_buffer_size(config.max_buffered_packets as usize)
-        .ws_read_buffer_size(WS_READ_BUFFER);
+        .ws_read_buffer_size(WS_READ_BUFFER)
+        // A WebSocket message is read whole before socket.io sees it: bound it like a
+        // polling body, so nothing larger is ever buffered (the library allows 64 MiB).
+        .ws_max_message_size(config.max_polling_body() as usize)
+        .ws_max_frame_size(config.max_polling_body() as usize)
+        .connect_timeout(config.handshake_timeout())
+        .with_parser(
+            ParserConfig::common()
+                .max_incoming_binaries(1)
+                .max_incoming_binary_buf_size(MAX_BINARY_BYTES)
+                .packet_completion_timeout(PARTIAL_PACKET_TIMEOUT),
+        );
     let signaling_with = |store: Arc<dyn RoomStore>| {
         Arc::new(Signaling::new(store, node.id.clone(), limits, verifier))
     };

@@ -27,6 +27,8 @@ use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::outgoing::Outgoing;
+
 /// The switch of one connection: once cut, the connection reads end-of-file and cannot write.
 #[derive(Debug, Default)]
 pub struct Cut {
@@ -42,13 +44,27 @@ impl Cut {
         self.reader.wake();
     }
 
-    fn is_cut(&self) -> bool {
+    pub fn is_cut(&self) -> bool {
         self.cut.load(Ordering::Acquire)
     }
 }
 
-/// A TCP listener whose connections can be cut, with TCP_NODELAY set on each.
-pub struct TrackedListener(pub TcpListener);
+/// A TCP listener whose connections can be cut, with TCP_NODELAY set on each, and whose
+/// unsent bytes are bounded (see [`crate::outgoing`]).
+pub struct TrackedListener {
+    listener: TcpListener,
+    /// `--max-outgoing-bytes`: what one connection may have waiting for its client to read.
+    outgoing_budget: usize,
+}
+
+impl TrackedListener {
+    pub fn new(listener: TcpListener, outgoing_budget: usize) -> Self {
+        Self {
+            listener,
+            outgoing_budget,
+        }
+    }
+}
 
 impl Listener for TrackedListener {
     type Io = TrackedStream;
@@ -56,7 +72,7 @@ impl Listener for TrackedListener {
 
     async fn accept(&mut self) -> (TrackedStream, SocketAddr) {
         loop {
-            match self.0.accept().await {
+            match self.listener.accept().await {
                 Ok((stream, addr)) => {
                     // Signaling is many small writes (a description, then candidates): without
                     // TCP_NODELAY, Nagle's algorithm holds each behind the peer's delayed ACK.
@@ -64,11 +80,15 @@ impl Listener for TrackedListener {
                         tracing::debug!("cannot set TCP_NODELAY: {e}");
                     }
                     let cut = Arc::new(Cut::default());
+                    let stream = Arc::new(stream);
+                    let outgoing =
+                        Outgoing::new(stream.clone(), cut.clone(), addr, self.outgoing_budget);
                     return (
                         TrackedStream {
                             stream,
                             cut,
                             shut: false,
+                            outgoing: Arc::new(outgoing),
                         },
                         addr,
                     );
@@ -85,7 +105,7 @@ impl Listener for TrackedListener {
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+        self.listener.local_addr()
     }
 }
 
@@ -94,12 +114,14 @@ fn is_resource_error(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
-/// An accepted connection with its [`Cut`] switch.
+/// An accepted connection with its [`Cut`] switch. Writes never wait (see
+/// [`crate::outgoing`]); reads wait for the client as usual.
 pub struct TrackedStream {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     cut: Arc<Cut>,
     /// Whether the write side was shut down after the cut.
     shut: bool,
+    outgoing: Arc<Outgoing>,
 }
 
 impl AsyncRead for TrackedStream {
@@ -115,47 +137,41 @@ impl AsyncRead for TrackedStream {
             // socket is the next ping, 25 s later.
             if !self.shut {
                 self.shut = true;
-                let _ = Pin::new(&mut self.stream).poll_shutdown(cx);
+                self.outgoing.shutdown();
             }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        loop {
+            std::task::ready!(self.stream.poll_read_ready(cx))?;
+            match self.stream.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 }
 
 impl AsyncWrite for TrackedStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.cut.is_cut() {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        }
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        Poll::Ready(self.outgoing.write(buf))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+    /// Written bytes are the kernel's or [`Outgoing`]'s, which writes them out by itself.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        if self.cut.is_cut() {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        }
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.outgoing.shutdown();
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -250,7 +266,7 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut tracked = TrackedListener(listener);
+        let mut tracked = TrackedListener::new(listener, 1 << 20);
         let client = TcpStream::connect(addr).await.unwrap();
         let (mut server, _) = tracked.accept().await;
         let cut = server.cut.clone();

@@ -8,6 +8,7 @@
 //! - [`auth`]: optional JWT authentication of handshakes.
 //! - [`http`]: plain HTTP endpoints (`/health`, `/ready`, `/cluster`, `/metrics`,
 //!   `/admin/drain`), the gate in front of socket.io, and the demo page (`/`, `/ice-servers`).
+//! - [`outgoing`]: the bytes waiting for one client to read them, bounded.
 //! - [`metrics`]: every Prometheus metric and the cheap handles that record them.
 //!
 //! The wire contract lives in the `switchboard-protocol` crate and `docs/protocol.md`.
@@ -20,5 +21,6 @@ pub mod connections;
 pub mod drain;
 pub mod http;
 pub mod metrics;
+pub mod outgoing;
 pub mod rooms;
 pub mod signaling;

@@ -45,6 +45,7 @@ async fn main() -> ExitCode {
         "switchboard listening"
     );
 
+    let listener = TrackedListener::new(listener, config.max_outgoing_bytes as usize);
     let app = std::sync::Arc::new(app);
     tokio::spawn(count_signals(app.clone()));
     let draining = app.clone();
@@ -52,7 +53,7 @@ async fn main() -> ExitCode {
         .router
         .clone()
         .into_make_service_with_connect_info::<Peer>();
-    let served = axum::serve(TrackedListener(listener), service)
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(async move { draining.drain().await })
         .await;
     if let Err(e) = served {
