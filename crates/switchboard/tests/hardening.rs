@@ -1,0 +1,357 @@
+//! Attacks on one node, repeated as a hostile client would run them (issue 13), against a
+//! real `switchboard` process over loopback, speaking raw Engine.IO / socket.io frames.
+//!
+//! The memory checks read the node's resident set (`VmRSS`, and the peak `VmHWM`) from
+//! `/proc/<pid>/status`: each attack must leave it within a few MiB of what it was before,
+//! where the unhardened server held hundreds of MiB. After each attack, clients that did
+//! nothing wrong must still relay to each other.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use switchboard_testkit::{Node, wait_until};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// The binary under attack: this build's, or `SWITCHBOARD_ATTACK_BIN` (a release build, or
+/// an older one to see the attacks succeed).
+fn bin() -> String {
+    std::env::var("SWITCHBOARD_ATTACK_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| BIN.to_owned())
+}
+/// Longest wait for any single frame.
+const WAIT: Duration = Duration::from_secs(10);
+/// How far above its baseline the node's memory may end up after an attack. The unhardened
+/// server ended 180–500 MiB above it.
+const SLACK_KIB: u64 = 12 * 1024;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A field of `/proc/<pid>/status`, in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn rss_kib(node: &Node) -> u64 {
+    status_kib(node.pid(), "VmRSS")
+}
+
+/// Waits (up to 10 s) for the node's RSS to settle within [`SLACK_KIB`] of `baseline`;
+/// returns the last reading.
+fn settled_rss(node: &Node, baseline: u64) -> u64 {
+    let mut last = rss_kib(node);
+    wait_until(Duration::from_secs(10), || {
+        last = rss_kib(node);
+        last <= baseline + SLACK_KIB
+    });
+    last
+}
+
+/// Opens an Engine.IO WebSocket and reads the open packet; no socket.io CONNECT yet.
+async fn engine_io(node: &Node) -> Ws {
+    let url = format!(
+        "ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket",
+        node.port()
+    );
+    let (mut ws, _) = timeout(WAIT, connect_async(url))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    let open = next_text(&mut ws).await.expect("open packet");
+    assert!(open.starts_with("0{"), "open packet: {open}");
+    ws
+}
+
+/// The next text frame, answering pings on the way; `None` once the connection ended.
+async fn next_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        match timeout(WAIT, ws.next()).await.expect("no frame in time") {
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                let _ = ws.send(Message::text("3")).await;
+            }
+            Some(Ok(Message::Text(t))) => return Some(t.as_str().to_owned()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Reads until the connection ends; the server may send only the Engine.IO close packet `1`.
+async fn expect_closed(ws: &mut Ws, context: &str) {
+    while let Some(text) = next_text(ws).await {
+        assert_eq!(text, "1", "{context}: expected the connection to close");
+    }
+}
+
+/// A socket.io client on raw frames.
+struct Client {
+    ws: Ws,
+    sid: String,
+    next_ack: u64,
+}
+
+impl Client {
+    async fn connect(node: &Node) -> Client {
+        let mut ws = engine_io(node).await;
+        ws.send(Message::text("40")).await.expect("send 40");
+        let connect = next_text(&mut ws).await.expect("CONNECT answer");
+        let sid = connect
+            .strip_prefix("40")
+            .and_then(|b| serde_json::from_str::<Value>(b).ok())
+            .and_then(|v| v["sid"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("expected 40{{sid}}, got {connect}"));
+        Client {
+            ws,
+            sid,
+            next_ack: 1,
+        }
+    }
+
+    async fn send(&mut self, name: &str, payload: &Value) {
+        let frame = format!("42{}", json!([name, payload]));
+        self.ws.send(Message::text(frame)).await.expect("send");
+    }
+
+    /// Sends an event with an ack id and returns the ack, skipping everything before it.
+    async fn call(&mut self, name: &str, payload: Value) -> Value {
+        let id = self.next_ack;
+        self.next_ack += 1;
+        let frame = format!("42{id}{}", json!([name, payload]));
+        self.ws.send(Message::text(frame)).await.expect("send");
+        let prefix = format!("43{id}[");
+        loop {
+            let text = next_text(&mut self.ws).await.expect("closed before the ack");
+            if let Some(body) = text.strip_prefix(&prefix) {
+                let args: Value = serde_json::from_str(&format!("[{body}")).expect("ack JSON");
+                return args[0].clone();
+            }
+        }
+    }
+
+    async fn join(&mut self, room: &str) {
+        let ack = self
+            .call("join-room", json!({"roomId": room, "name": "x"}))
+            .await;
+        assert_eq!(ack["ok"], true, "join {room}: {ack}");
+    }
+
+    /// Skips frames until the event `name`; returns its payload.
+    async fn wait_event(&mut self, name: &str) -> Value {
+        let prefix = format!("42[\"{name}\",");
+        loop {
+            let text = next_text(&mut self.ws)
+                .await
+                .unwrap_or_else(|| panic!("{}: closed while waiting for {name}", self.sid));
+            if text.starts_with(&prefix) {
+                let args: Value = serde_json::from_str(&text[2..]).expect("event JSON");
+                return args[1].clone();
+            }
+        }
+    }
+}
+
+/// Two clients that did nothing wrong relay to each other in a fresh room.
+async fn assert_relays_still_work(node: &Node) {
+    let mut a = Client::connect(node).await;
+    let mut b = Client::connect(node).await;
+    a.join("after-attack").await;
+    b.join("after-attack").await;
+    let envelope = json!({"source": "x", "target": b.sid, "data": {"candidate": "c"}});
+    assert_eq!(a.call("#rtcio:message", envelope).await["ok"], true);
+    let got = b.wait_event("#rtcio:message").await;
+    assert_eq!(got["source"], a.sid.as_str());
+}
+
+/// A metric's value in `/metrics`.
+fn metric(node: &Node, series: &str) -> f64 {
+    let (_, body) = node.get_ok("/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+/// Attack 1: clients that never read their socket while roommates send them 60 KB relays.
+/// Each victim's connection is cut once 1 MiB waits for it (not 4096 packets: 240 MiB), the
+/// node's memory comes back to its baseline, the other roommates hear the victims leave and
+/// keep relaying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_that_never_read_are_cut_at_their_byte_budget() {
+    let node = Node::spawn(bin(), &["--rate-limit", "0"]);
+    let mut victims = Vec::new();
+    for _ in 0..2 {
+        let mut victim = Client::connect(&node).await;
+        victim.join("call").await;
+        victims.push(victim);
+    }
+    let mut senders = Vec::new();
+    for _ in 0..3 {
+        let mut sender = Client::connect(&node).await;
+        sender.join("call").await;
+        senders.push(sender);
+    }
+    let mut bystander = Client::connect(&node).await;
+    bystander.join("call").await;
+    // Every introduction is out; from now on the victims read nothing.
+    for sender in &mut senders {
+        sender.call("media-state", json!({"roomId": "call", "mic": true, "cam": true})).await;
+    }
+    let victim_ids: Vec<String> = victims.iter().map(|v| v.sid.clone()).collect();
+    let baseline = rss_kib(&node);
+
+    let started = std::time::Instant::now();
+    let data = "v".repeat(60 * 1024);
+    let mut attacks = Vec::new();
+    for mut sender in senders {
+        let frames: Vec<String> = victim_ids
+            .iter()
+            .map(|target| {
+                let envelope = json!({"source": "s", "target": target, "data": {"sdp": data}});
+                format!("42{}", json!(["#rtcio:message", envelope]))
+            })
+            .collect();
+        attacks.push(tokio::spawn(async move {
+            for i in 0..600 {
+                let frame = frames[i % frames.len()].clone();
+                sender.ws.send(Message::text(frame)).await.expect("send");
+            }
+            // Handled in order: once this is acked, every envelope was.
+            let ack = sender
+                .call("media-state", json!({"roomId": "call", "mic": false, "cam": true}))
+                .await;
+            assert_eq!(ack["ok"], true);
+            sender
+        }));
+    }
+    let mut senders = Vec::new();
+    for attack in attacks {
+        senders.push(attack.await.expect("sender task"));
+    }
+    let peak = rss_kib(&node);
+    eprintln!(
+        "attack sent after {:?}; RSS {peak} KiB, baseline {baseline} KiB",
+        started.elapsed()
+    );
+
+    // The bystander hears both victims leave.
+    let mut gone = Vec::new();
+    while gone.len() < victim_ids.len() {
+        let left = bystander.wait_event("user-disconnected").await;
+        gone.push(left["id"].as_str().expect("id").to_owned());
+    }
+    gone.sort();
+    let mut expected = victim_ids.clone();
+    expected.sort();
+    assert_eq!(gone, expected, "both victims were disconnected");
+    eprintln!("victims gone after {:?}", started.elapsed());
+    let after = settled_rss(&node, baseline);
+    eprintln!(
+        "RSS: baseline {baseline} KiB, right after the attack {peak} KiB, settled {after} KiB"
+    );
+    assert!(
+        after <= baseline + SLACK_KIB,
+        "RSS {after} KiB, baseline {baseline} KiB"
+    );
+    assert_eq!(
+        metric(&node, "switchboard_connections_cut_total{reason=\"outgoing-budget\"}"),
+        2.0
+    );
+    // The roommates still relay to each other.
+    let bystander_id = bystander.sid.clone();
+    let envelope = json!({"source": "x", "target": bystander_id, "data": {"candidate": "c"}});
+    assert_eq!(senders[0].call("#rtcio:message", envelope).await["ok"], true);
+    let got = bystander.wait_event("#rtcio:message").await;
+    assert_eq!(got["source"], senders[0].sid.as_str());
+    drop(victims);
+    assert_relays_still_work(&node).await;
+}
+
+/// Attack 2: incomplete binary packets, before any CONNECT: `452-[...]` announcing two
+/// attachments, then one 9.5 MB binary frame. The frame is over the WebSocket message limit
+/// (16 × --max-payload), so the connection is closed without buffering it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn incomplete_binary_packets_are_not_buffered() {
+    let node = Node::spawn(bin(), &[]);
+    let baseline = rss_kib(&node);
+    let big = vec![0xABu8; 9_500_000];
+    let mut sockets = Vec::new();
+    for _ in 0..10 {
+        let mut ws = engine_io(&node).await;
+        let _ = ws
+            .send(Message::text(r#"452-["x",{"_placeholder":true,"num":0}]"#))
+            .await;
+        let _ = ws.send(Message::binary(big.clone())).await;
+        sockets.push(ws);
+    }
+    for ws in &mut sockets {
+        expect_closed(ws, "a 9.5 MB attachment").await;
+    }
+    let after = settled_rss(&node, baseline);
+    eprintln!("RSS: baseline {baseline} KiB, after {after} KiB");
+    assert!(after <= baseline + SLACK_KIB, "RSS {after} KiB, baseline {baseline} KiB");
+    // Small attachments are refused politely; a second one closes the connection.
+    let mut client = Client::connect(&node).await;
+    client
+        .ws
+        .send(Message::text(r#"452-["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#))
+        .await
+        .expect("send");
+    expect_closed(&mut client.ws, "two attachments").await;
+    assert_relays_still_work(&node).await;
+}
+
+/// Attack 3: WebSocket messages far over --max-payload (60 MiB each, 4 sockets), sent as
+/// many 512 KiB frames so no single frame is large. The WebSocket library would buffer up to
+/// 64 MiB of them before socket.io saw the event; now the connection closes once a message
+/// passes 16 × --max-payload, and the node's peak memory never grows by their size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn huge_websocket_messages_are_refused_unread() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let node = Node::spawn(bin(), &[]);
+    let baseline = rss_kib(&node);
+    let peak_before = status_kib(node.pid(), "VmHWM");
+    let chunk = "x".repeat(512 << 10);
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        let mut client = Client::connect(&node).await;
+        let first = format!(r#"42["join-room",{{"roomId":"r","name":"{chunk}"#);
+        let mut frames = vec![Frame::message(first, OpCode::Data(Data::Text), false)];
+        for _ in 0..118 {
+            frames.push(Frame::message(chunk.clone(), OpCode::Data(Data::Continue), false));
+        }
+        frames.push(Frame::message("\"}]", OpCode::Data(Data::Continue), true));
+        // The server may close the connection while the message is still being sent.
+        for frame in frames {
+            if client.ws.send(Message::Frame(frame)).await.is_err() {
+                break;
+            }
+        }
+        sockets.push(client);
+    }
+    for client in &mut sockets {
+        expect_closed(&mut client.ws, "a 60 MiB message").await;
+    }
+    let peak = status_kib(node.pid(), "VmHWM");
+    let after = settled_rss(&node, baseline);
+    eprintln!(
+        "RSS: baseline {baseline} KiB, after {after} KiB; peak before {peak_before} KiB, after {peak} KiB"
+    );
+    assert!(
+        peak <= peak_before.max(baseline) + SLACK_KIB,
+        "peak RSS {peak} KiB, baseline {baseline} KiB"
+    );
+    assert!(after <= baseline + SLACK_KIB, "RSS {after} KiB, baseline {baseline} KiB");
+    assert_relays_still_work(&node).await;
+}
