@@ -51,6 +51,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// `--ice-servers` as compact JSON, checked at start-up; served to the demo page.
     pub ice_servers: String,
+    /// `--cors-origins` when it restricts origins (see `http::gate`); `None`: any origin.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// Why the configuration cannot be served.
@@ -125,8 +127,15 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         max_payload: config.max_payload as usize,
         room_capacity: config.room_capacity(),
         rate: (config.rate_limit > 0).then_some((config.rate_limit, config.rate_burst)),
+        max_rooms_per_socket: config.max_rooms_per_socket as usize,
+        max_refusals: config.max_refusals,
+        max_connections_per_address: config.max_connections_per_address as usize,
+        trusted_proxies: config.trusted_proxies.clone(),
     };
-    let verifier = config.jwt_secret.as_deref().map(TokenVerifier::new);
+    let verifier = config
+        .jwt_secret
+        .as_deref()
+        .map(|secret| TokenVerifier::new(secret).with_leeway(config.jwt_leeway));
     let sockets = SocketIo::builder()
         .ping_interval(config.ping_interval())
         .ping_timeout(config.ping_timeout())
@@ -184,6 +193,10 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::admission,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::gate,
         ));
     Ok(App {
         router,
@@ -207,6 +220,7 @@ impl AppState {
             drain: Arc::new(Drain::new(config.drain_wait(), config.drain_spread())),
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
             ice_servers: config.ice_servers.clone(),
+            allowed_origins: (!config.cors_allows_any()).then(|| config.cors_origins.clone()),
         })
     }
 }

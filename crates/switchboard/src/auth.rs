@@ -16,12 +16,19 @@ pub struct Grant {
     /// Rooms this socket may join; absent means any room.
     #[serde(default)]
     pub rooms: Option<Vec<String>>,
+    /// When the token expires (seconds since the Unix epoch): the connection is ended then
+    /// (see `signaling::expiry`). Absent in unauthenticated mode.
+    #[serde(default)]
+    pub exp: Option<u64>,
 }
 
 impl Grant {
     /// A grant for unauthenticated mode: everything is allowed.
     pub fn anyone() -> Self {
-        Grant { rooms: None }
+        Grant {
+            rooms: None,
+            exp: None,
+        }
     }
 
     pub fn may_join(&self, room: &RoomId) -> bool {
@@ -42,14 +49,31 @@ pub struct TokenVerifier {
     validation: Validation,
 }
 
+/// Clock skew tolerated on `exp` and `nbf` unless configured (`--jwt-leeway`). The JWT
+/// library's own default is 60 s, which accepted tokens a minute after they expired.
+pub const DEFAULT_LEEWAY_SECS: u64 = 5;
+
 impl TokenVerifier {
     pub fn new(secret: &str) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.required_spec_claims = ["exp"].into_iter().map(String::from).collect();
+        validation.validate_nbf = true;
+        validation.leeway = DEFAULT_LEEWAY_SECS;
         Self {
             key: DecodingKey::from_secret(secret.as_bytes()),
             validation,
         }
+    }
+
+    /// Tolerates `seconds` of clock skew on `exp` and `nbf` instead of the default 5.
+    pub fn with_leeway(mut self, seconds: u64) -> Self {
+        self.validation.leeway = seconds;
+        self
+    }
+
+    /// The tolerated clock skew, in seconds.
+    pub fn leeway(&self) -> u64 {
+        self.validation.leeway
     }
 
     pub fn verify(&self, token: &str) -> Result<Grant, Unauthorized> {
@@ -106,5 +130,27 @@ mod tests {
         assert!(v.verify(&token("s3cret", json!({"exp": 1}))).is_err());
         assert!(v.verify(&token("s3cret", json!({}))).is_err());
         assert!(v.verify("not-a-jwt").is_err());
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    /// Expiry allows only the configured skew (not the library's 60 s), and `nbf` is checked.
+    #[test]
+    fn expiry_and_not_before_hold() {
+        let v = TokenVerifier::new("s3cret");
+        let t = |claims| v.verify(&token("s3cret", claims));
+        assert!(t(json!({"exp": now() - 30})).is_err(), "expired 30 s ago");
+        assert!(t(json!({"exp": now() + 60})).is_ok());
+        assert!(t(json!({"exp": now() + 600, "nbf": now() + 60})).is_err(), "not yet valid");
+        assert!(t(json!({"exp": now() + 600, "nbf": now() - 1})).is_ok());
+        let grant = t(json!({"exp": now() + 60})).unwrap();
+        assert!(grant.exp.is_some_and(|exp| exp >= now() + 59), "{grant:?}");
+        let lenient = TokenVerifier::new("s3cret").with_leeway(120);
+        assert!(lenient.verify(&token("s3cret", json!({"exp": now() - 30}))).is_ok());
     }
 }

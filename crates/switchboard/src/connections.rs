@@ -12,12 +12,20 @@
 //!
 //! Long-polling sockets have no connection of their own to cut; they move when the node
 //! closes the rest at the end of the drain.
+//!
+//! The same switch enforces two deadlines on every connection, checked once a second by one
+//! sweep over all of them (no timer per connection): a connection must carry a complete HTTP
+//! request head within `--handshake-timeout` of being accepted (slowloris, and connections
+//! that never send anything), and one that receives nothing for `--idle-timeout` is closed
+//! (WebSocket clients answer a ping every `--ping-interval`, polling clients poll again at
+//! once).
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Instant;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,6 +35,7 @@ use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::metrics::{self, CutReason};
 use crate::outgoing::Outgoing;
 
 /// The switch of one connection: once cut, the connection reads end-of-file and cannot write.
@@ -36,9 +45,41 @@ pub struct Cut {
     /// The task reading the connection, woken by [`Cut::cut`] so it sees end-of-file now
     /// rather than at the next byte from the client.
     reader: AtomicWaker,
+    /// When the connection was accepted, and when it last received bytes, in milliseconds
+    /// of [`clock`].
+    accepted_ms: AtomicU64,
+    last_read_ms: AtomicU64,
+    /// A complete HTTP request head arrived on it (see `http::gate`).
+    request_seen: AtomicBool,
+}
+
+/// Milliseconds since the first call: the coarse clock of the connection deadlines.
+fn clock() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_millis() as u64
 }
 
 impl Cut {
+    /// A complete request arrived: the handshake deadline no longer applies.
+    pub fn request_seen(&self) {
+        self.request_seen.store(true, Ordering::Relaxed);
+    }
+
+    /// Why the connection is past a deadline at `now`, if it is.
+    fn overdue(&self, now: u64, deadlines: &Deadlines) -> Option<CutReason> {
+        let handshake = deadlines.handshake.as_millis() as u64;
+        let idle = deadlines.idle.as_millis() as u64;
+        if !self.request_seen.load(Ordering::Relaxed)
+            && now.saturating_sub(self.accepted_ms.load(Ordering::Relaxed)) > handshake
+        {
+            Some(CutReason::HandshakeTimeout)
+        } else if now.saturating_sub(self.last_read_ms.load(Ordering::Relaxed)) > idle {
+            Some(CutReason::IdleTimeout)
+        } else {
+            None
+        }
+    }
+
     pub fn cut(&self) {
         self.cut.store(true, Ordering::Release);
         self.reader.wake();
@@ -49,19 +90,69 @@ impl Cut {
     }
 }
 
-/// A TCP listener whose connections can be cut, with TCP_NODELAY set on each, and whose
-/// unsent bytes are bounded (see [`crate::outgoing`]).
+/// A TCP listener whose connections can be cut, with TCP_NODELAY set on each, whose unsent
+/// bytes are bounded (see [`crate::outgoing`]) and which closes connections past their
+/// handshake or idle deadline.
 pub struct TrackedListener {
     listener: TcpListener,
+    limits: ConnectionLimits,
+    /// Every open connection, for the deadline sweep.
+    open: Arc<Mutex<Vec<Weak<Cut>>>>,
+    sweeping: bool,
+}
+
+/// The limits every connection of a [`TrackedListener`] gets.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
     /// `--max-outgoing-bytes`: what one connection may have waiting for its client to read.
-    outgoing_budget: usize,
+    pub outgoing_budget: usize,
+    pub deadlines: Deadlines,
+}
+
+/// `--handshake-timeout` and `--idle-timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub handshake: Duration,
+    pub idle: Duration,
 }
 
 impl TrackedListener {
-    pub fn new(listener: TcpListener, outgoing_budget: usize) -> Self {
+    pub fn new(listener: TcpListener, limits: ConnectionLimits) -> Self {
         Self {
             listener,
-            outgoing_budget,
+            limits,
+            open: Arc::default(),
+            sweeping: false,
+        }
+    }
+
+    /// Cuts the connections past a deadline, once a second, while the listener lives.
+    fn sweep(&self) -> impl Future<Output = ()> + use<> {
+        let open = Arc::downgrade(&self.open);
+        let deadlines = self.limits.deadlines;
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(open) = open.upgrade() else { return };
+                let now = clock();
+                let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+                open.retain(|weak| {
+                    let Some(cut) = weak.upgrade() else {
+                        return false;
+                    };
+                    if cut.is_cut() {
+                        return false;
+                    }
+                    if let Some(reason) = cut.overdue(now, &deadlines) {
+                        metrics::connection_cut(reason);
+                        tracing::debug!(reason = reason.name(), "connection cut");
+                        cut.cut();
+                        return false;
+                    }
+                    true
+                });
+            }
         }
     }
 }
@@ -79,10 +170,23 @@ impl Listener for TrackedListener {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!("cannot set TCP_NODELAY: {e}");
                     }
-                    let cut = Arc::new(Cut::default());
+                    if !self.sweeping {
+                        self.sweeping = true;
+                        tokio::spawn(self.sweep());
+                    }
+                    let now = clock();
+                    let cut = Arc::new(Cut {
+                        accepted_ms: AtomicU64::new(now),
+                        last_read_ms: AtomicU64::new(now),
+                        ..Cut::default()
+                    });
+                    self.open
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(Arc::downgrade(&cut));
                     let stream = Arc::new(stream);
-                    let outgoing =
-                        Outgoing::new(stream.clone(), cut.clone(), addr, self.outgoing_budget);
+                    let budget = self.limits.outgoing_budget;
+                    let outgoing = Outgoing::new(stream.clone(), cut.clone(), addr, budget);
                     return (
                         TrackedStream {
                             stream,
@@ -145,6 +249,9 @@ impl AsyncRead for TrackedStream {
             std::task::ready!(self.stream.poll_read_ready(cx))?;
             match self.stream.try_read(buf.initialize_unfilled()) {
                 Ok(n) => {
+                    if n > 0 {
+                        self.cut.last_read_ms.store(clock(), Ordering::Relaxed);
+                    }
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
@@ -266,7 +373,14 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut tracked = TrackedListener::new(listener, 1 << 20);
+        let limits = ConnectionLimits {
+            outgoing_budget: 1 << 20,
+            deadlines: Deadlines {
+                handshake: Duration::from_secs(10),
+                idle: Duration::from_secs(60),
+            },
+        };
+        let mut tracked = TrackedListener::new(listener, limits);
         let client = TcpStream::connect(addr).await.unwrap();
         let (mut server, _) = tracked.accept().await;
         let cut = server.cut.clone();

@@ -9,6 +9,8 @@
 //! - [`http`]: plain HTTP endpoints (`/health`, `/ready`, `/cluster`, `/metrics`,
 //!   `/admin/drain`), the gate in front of socket.io, and the demo page (`/`, `/ice-servers`).
 //! - [`outgoing`]: the bytes waiting for one client to read them, bounded.
+//! - [`sources`]: where connections come from (`X-Forwarded-For` from trusted proxies), sockets
+//!   per source address.
 //! - [`metrics`]: every Prometheus metric and the cheap handles that record them.
 //!
 //! The wire contract lives in the `switchboard-protocol` crate and `docs/protocol.md`.
@@ -24,3 +26,4 @@ pub mod metrics;
 pub mod outgoing;
 pub mod rooms;
 pub mod signaling;
+pub mod sources;

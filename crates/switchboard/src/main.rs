@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use switchboard::app;
 use switchboard::config::{Config, LogFormat};
-use switchboard::connections::{Peer, TrackedListener};
+use switchboard::connections::{ConnectionLimits, Deadlines, Peer, TrackedListener};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -45,7 +45,14 @@ async fn main() -> ExitCode {
         "switchboard listening"
     );
 
-    let listener = TrackedListener::new(listener, config.max_outgoing_bytes as usize);
+    let limits = ConnectionLimits {
+        outgoing_budget: config.max_outgoing_bytes as usize,
+        deadlines: Deadlines {
+            handshake: config.handshake_timeout(),
+            idle: config.idle_timeout(),
+        },
+    };
+    let listener = TrackedListener::new(listener, limits);
     let app = std::sync::Arc::new(app);
     tokio::spawn(count_signals(app.clone()));
     let draining = app.clone();

@@ -104,8 +104,13 @@ struct Client {
 
 impl Client {
     async fn connect(node: &Node) -> Client {
+        Client::connect_with(node, "40").await
+    }
+
+    /// Connects with the given socket.io CONNECT packet (`40{"token":...}` to authenticate).
+    async fn connect_with(node: &Node, connect: &str) -> Client {
         let mut ws = engine_io(node).await;
-        ws.send(Message::text("40")).await.expect("send 40");
+        ws.send(Message::text(connect)).await.expect("send 40");
         let connect = next_text(&mut ws).await.expect("CONNECT answer");
         let sid = connect
             .strip_prefix("40")
@@ -354,4 +359,336 @@ async fn huge_websocket_messages_are_refused_unread() {
     );
     assert!(after <= baseline + SLACK_KIB, "RSS {after} KiB, baseline {baseline} KiB");
     assert_relays_still_work(&node).await;
+}
+
+/// One HTTP/1.0 request, written raw; returns the status and the whole answer.
+async fn http(node: &Node, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(("127.0.0.1", node.port())).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer)
+}
+
+/// A polling handshake with the given extra header lines.
+async fn polling_handshake(node: &Node, headers: &str) -> (u16, String) {
+    let port = node.port();
+    let request = format!(
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n"
+    );
+    http(node, &request).await
+}
+
+/// A WebSocket handshake with an `Origin`; returns the HTTP status the server answered.
+async fn websocket_status(node: &Node, origin: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket", node.port());
+    let mut request = url.into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().expect("header value"));
+    match timeout(WAIT, connect_async(request)).await.expect("in time") {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("WebSocket handshake: {e}"),
+    }
+}
+
+/// With --cors-origins, WebSocket upgrades and polling from other origins get 403; the
+/// allowed origin, the server's own (the demo page) and clients without `Origin` pass.
+#[tokio::test]
+async fn origins_are_enforced() {
+    let node = Node::spawn(bin(), &["--cors-origins", "https://app.example"]);
+    let own = node.url();
+    assert_eq!(websocket_status(&node, "https://evil.example").await, 403);
+    assert_eq!(websocket_status(&node, "https://app.example").await, 101);
+    assert_eq!(websocket_status(&node, &own).await, 101);
+    let (status, _) = polling_handshake(&node, "Origin: https://evil.example\r\n").await;
+    assert_eq!(status, 403);
+    let (status, body) = polling_handshake(&node, "Origin: https://app.example\r\n").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = polling_handshake(&node, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        metric(&node, "switchboard_handshakes_refused_total{reason=\"origin\"}"),
+        2.0
+    );
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn token(claims: Value) -> String {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s3cret")).expect("token")
+}
+
+/// A CONNECT packet carrying `token`.
+fn with_token(token: &str) -> String {
+    format!("40{}", json!({ "token": token }))
+}
+
+/// The CONNECT answer to a token: `true` when the socket was admitted.
+async fn admitted(node: &Node, token: &str) -> bool {
+    let mut ws = engine_io(node).await;
+    ws.send(Message::text(with_token(token))).await.expect("send");
+    let answer = next_text(&mut ws).await.expect("an answer");
+    assert!(answer.starts_with("40") || answer.starts_with("44"), "{answer}");
+    answer.starts_with("40")
+}
+
+/// JWT: no minute of leeway after `exp`, `nbf` checked, and a socket is disconnected when its
+/// token expires (its room hears it leave).
+#[tokio::test]
+async fn tokens_hold_at_their_expiry() {
+    let node = Node::spawn(bin(), &["--jwt-secret", "s3cret", "--jwt-leeway", "1"]);
+    assert!(!admitted(&node, &token(json!({"exp": now() - 30}))).await, "expired 30 s ago");
+    let not_yet = json!({"exp": now() + 600, "nbf": now() + 60});
+    assert!(!admitted(&node, &token(not_yet)).await, "not valid before a minute from now");
+    assert!(admitted(&node, &token(json!({"exp": now() + 600}))).await);
+
+    let mut short = Client::connect_with(&node, &with_token(&token(json!({"exp": now() + 2})))).await;
+    let long_token = token(json!({"exp": now() + 600}));
+    let mut roommate = Client::connect_with(&node, &with_token(&long_token)).await;
+    short.join("r").await;
+    roommate.join("r").await;
+    let started = std::time::Instant::now();
+    let gone = roommate.wait_event("user-disconnected").await;
+    assert_eq!(gone["id"], short.sid.as_str());
+    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    expect_closed_or_disconnected(&mut short.ws).await;
+    assert_eq!(
+        metric(&node, "switchboard_connections_cut_total{reason=\"token-expired\"}"),
+        1.0
+    );
+}
+
+/// Reads until the socket.io disconnect packet `41` or the end of the connection.
+async fn expect_closed_or_disconnected(ws: &mut Ws) {
+    while let Some(text) = next_text(ws).await {
+        if text == "41" {
+            return;
+        }
+    }
+}
+
+/// `stopScreenShare` forwards only `{ roomId, id }`: no forged `source`, no extra bytes.
+#[tokio::test]
+async fn stop_screen_share_forwards_only_documented_fields() {
+    let node = Node::spawn(bin(), &[]);
+    let mut a = Client::connect(&node).await;
+    let mut b = Client::connect(&node).await;
+    a.join("r").await;
+    b.join("r").await;
+    let forged = json!({"roomId": "r", "source": b.sid, "id": "someone", "junk": "x".repeat(10_000)});
+    assert_eq!(a.call("stopScreenShare", forged).await["ok"], true);
+    let got = b.wait_event("stopScreenShare").await;
+    assert_eq!(got, json!({"roomId": "r", "id": a.sid}));
+}
+
+/// A refused event's name is repeated cut to 64 characters, in the `error` event and the log.
+#[tokio::test]
+async fn refused_event_names_are_truncated() {
+    let node = Node::spawn(bin(), &[]);
+    let mut client = Client::connect(&node).await;
+    let name = "n".repeat(60_000);
+    client.send(&name, &json!({})).await;
+    let error = client.wait_event("error").await;
+    assert_eq!(error["code"], "unknown-event");
+    assert_eq!(error["event"].as_str().map(str::len), Some(64), "{error}");
+    assert!(error["message"].as_str().is_some_and(|m| m.len() < 200), "{error}");
+    // Still serving; then the log holds no line anywhere near the name's size.
+    client.join("r").await;
+    let longest = node.log().lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 2000, "a log line of {longest} bytes");
+}
+
+/// Refusals are limited per socket: past --max-refusals the socket is disconnected, its
+/// further refusals unanswered, and its room hears it leave.
+#[tokio::test]
+async fn repeat_offenders_are_disconnected() {
+    let node = Node::spawn(bin(), &["--max-refusals", "20"]);
+    let mut offender = Client::connect(&node).await;
+    let mut roommate = Client::connect(&node).await;
+    offender.join("r").await;
+    roommate.join("r").await;
+    for _ in 0..100 {
+        offender.send("no-such-event", &json!({})).await;
+    }
+    let mut errors = 0;
+    loop {
+        match next_text(&mut offender.ws).await {
+            Some(text) if text.starts_with("42[\"error\"") => errors += 1,
+            Some(text) if text == "41" => break,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert!((18..=20).contains(&errors), "{errors} error events");
+    let gone = roommate.wait_event("user-disconnected").await;
+    assert_eq!(gone["id"], offender.sid.as_str());
+    assert_eq!(
+        metric(&node, "switchboard_connections_cut_total{reason=\"repeat-offender\"}"),
+        1.0
+    );
+}
+
+/// One socket may be in --max-rooms-per-socket rooms; the next join gets `too-many-rooms`.
+#[tokio::test]
+async fn rooms_per_socket_are_capped() {
+    let node = Node::spawn(bin(), &["--max-rooms-per-socket", "3"]);
+    let mut client = Client::connect(&node).await;
+    for room in ["a", "b", "c"] {
+        client.join(room).await;
+    }
+    let ack = client
+        .call("join-room", json!({"roomId": "d", "name": "x"}))
+        .await;
+    assert_eq!(ack["code"], "too-many-rooms", "{ack}");
+    // Joining one it is in already still works, and so does a new one after leaving one.
+    client.join("a").await;
+    assert_eq!(client.call("leave-room", json!({"roomId": "b"})).await["ok"], true);
+    client.join("d").await;
+}
+
+/// Connections that never complete a request (silent, or slowloris) are closed after
+/// --handshake-timeout; a connection that receives nothing for --idle-timeout is closed; a
+/// WebSocket that answers its pings stays.
+#[tokio::test]
+async fn handshake_and_idle_timeouts_close_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = Node::spawn(
+        bin(),
+        &["--handshake-timeout", "1", "--idle-timeout", "3", "--ping-interval", "1"],
+    );
+    let mut silent = Vec::new();
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        silent.push(TcpStream::connect(("127.0.0.1", node.port())).await.expect("connect"));
+        let mut s = TcpStream::connect(("127.0.0.1", node.port())).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+        slow.push(s);
+    }
+    // A WebSocket that answers every ping meanwhile.
+    let mut live = Client::connect(&node).await;
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let pinged = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return live,
+                frame = live.ws.next() => match frame {
+                    Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                        live.ws.send(Message::text("3")).await.expect("pong");
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("the live WebSocket ended: {other:?}"),
+                },
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    // The slowloris clients keep trickling header bytes.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for s in &mut slow {
+            let _ = s.write_all(b"X-a: b\r\n").await;
+        }
+    }
+    for s in silent.iter_mut().chain(&mut slow) {
+        let mut buf = [0u8; 64];
+        let read = timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "still open: {read:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(8));
+    // A keep-alive connection that completed a request, then went silent.
+    let mut idle = TcpStream::connect(("127.0.0.1", node.port())).await.expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    let mut answer = vec![0u8; 4096];
+    let n = timeout(WAIT, idle.read(&mut answer)).await.expect("answer").expect("read");
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    let idle_since = std::time::Instant::now();
+    let read = timeout(Duration::from_secs(8), idle.read(&mut answer)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "idle connection still open: {read:?}");
+    assert!(idle_since.elapsed() >= Duration::from_secs(3));
+    // The WebSocket answered its pings all along and still serves.
+    let _ = stop.send(());
+    let mut live = pinged.await.expect("ping task");
+    live.join("still-here").await;
+    assert_eq!(
+        metric(&node, "switchboard_connections_cut_total{reason=\"handshake-timeout\"}"),
+        40.0
+    );
+    assert!(metric(&node, "switchboard_connections_cut_total{reason=\"idle-timeout\"}") >= 1.0);
+}
+
+/// One source address may hold --max-connections-per-address sockets; the next handshake
+/// gets 429. Behind a trusted proxy, `X-Forwarded-For` names the source; from anyone else it
+/// is ignored.
+#[tokio::test]
+async fn sockets_per_source_address_are_capped() {
+    let node = Node::spawn(bin(), &["--max-connections-per-address", "3"]);
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(Client::connect(&node).await);
+    }
+    let (status, body) = polling_handshake(&node, "").await;
+    assert_eq!(status, 429, "{body}");
+    // The header of an untrusted peer changes nothing.
+    let (status, _) = polling_handshake(&node, "X-Forwarded-For: 9.9.9.9\r\n").await;
+    assert_eq!(status, 429);
+    assert_eq!(websocket_status(&node, &node.url()).await, 429);
+    // A socket that leaves frees its place.
+    drop(sockets.pop());
+    let mut freed = false;
+    for _ in 0..50 {
+        if polling_handshake(&node, "").await.0 == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed, "the place of the socket that left was not freed");
+
+    let proxied = Node::spawn(
+        bin(),
+        &["--max-connections-per-address", "1", "--trusted-proxies", "127.0.0.1"],
+    );
+    let (status, body) = polling_handshake(&proxied, "X-Forwarded-For: 1.1.1.1\r\n").await;
+    assert_eq!(status, 200, "{body}");
+    // Handshakes count once the socket has CONNECTed: connect one for 1.1.1.1 over polling.
+    let sid = body
+        .split("\"sid\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("sid")
+        .to_owned();
+    let port = proxied.port();
+    let post = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\
+         X-Forwarded-For: 1.1.1.1\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\n40"
+    );
+    assert_eq!(http(&proxied, &post).await.0, 200);
+    let counted = wait_until(Duration::from_secs(5), || {
+        let (_, body) = proxied.get_ok("/health");
+        body.contains("\"sockets\":1")
+    });
+    assert!(counted, "the polling socket connected");
+    let (status, _) = polling_handshake(&proxied, "X-Forwarded-For: 1.1.1.1\r\n").await;
+    assert_eq!(status, 429, "a second socket from 1.1.1.1");
+    let (status, _) = polling_handshake(&proxied, "X-Forwarded-For: 2.2.2.2\r\n").await;
+    assert_eq!(status, 200, "another client behind the same proxy");
+    assert!(
+        metric(&proxied, "switchboard_handshakes_refused_total{reason=\"too-many-connections\"}")
+            >= 1.0
+    );
 }

@@ -5,6 +5,7 @@
 mod admin;
 mod admission;
 mod cluster;
+mod gate;
 pub mod demo;
 mod health;
 mod metrics;
@@ -13,6 +14,7 @@ mod ready;
 pub use admin::drain;
 pub use admission::admission;
 pub use cluster::cluster;
+pub use gate::gate;
 pub use health::health;
 pub use metrics::metrics;
 pub use ready::ready;

@@ -23,10 +23,12 @@
 //! event into the socket's queue, and [`Session`] handles the queue in order.
 
 mod disconnect;
+mod expiry;
 mod inbox;
 mod join;
 mod leave;
 mod media;
+mod refusals;
 mod relay;
 mod screen_share;
 mod session;
@@ -48,6 +50,7 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::{Grant, TokenVerifier, Unauthorized};
 use crate::metrics;
 use crate::rooms::RoomStore;
+use crate::sources::Sources;
 
 pub use disconnect::announce_departure;
 use inbox::{Inbound, Inbox};
@@ -62,6 +65,8 @@ pub struct Signaling {
     pub limits: Limits,
     /// Present when `--jwt-secret` is set.
     pub verifier: Option<TokenVerifier>,
+    /// Sockets per source address.
+    pub sources: Arc<Sources>,
     /// Connected sockets on this node, for `/health`.
     sockets: AtomicUsize,
     /// Counts this node's sockets by their transport now (after any upgrade), for
@@ -97,6 +102,13 @@ pub struct Limits {
     pub room_capacity: Option<usize>,
     /// Sustained events per second per socket, and the burst size; `None`: unlimited.
     pub rate: Option<(u32, u32)>,
+    /// Most rooms one socket may be in at once.
+    pub max_rooms_per_socket: usize,
+    /// Refusals a socket may cause in a burst before it is disconnected; 0: no limit.
+    pub max_refusals: u32,
+    /// Most sockets per source address (0: no limit), and whose `X-Forwarded-For` to believe.
+    pub max_connections_per_address: usize,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Signaling {
@@ -107,11 +119,16 @@ impl Signaling {
         verifier: Option<TokenVerifier>,
     ) -> Self {
         metrics::init();
+        let sources = Arc::new(Sources::new(
+            limits.trusted_proxies.clone(),
+            limits.max_connections_per_address,
+        ));
         Self {
             store,
             node_id,
             limits,
             verifier,
+            sources,
             sockets: AtomicUsize::new(0),
             census: OnceLock::new(),
             closing: watch::Sender::new(false),
@@ -142,6 +159,13 @@ pub fn connect_handler<A: Adapter>(
 ) -> impl ConnectHandler<A, (SocketRef<A>, SocketIo<A>)> {
     let for_admit = signaling.clone();
     let connect = move |socket: SocketRef<A>, io: SocketIo<A>| async move {
+        let expires = socket
+            .extensions
+            .get::<Arc<Pending<A>>>()
+            .and_then(|pending| pending.grant.exp);
+        if let (Some(exp), Some(verifier)) = (expires, &signaling.verifier) {
+            expiry::watch(io.clone(), socket.id, exp, verifier.leeway());
+        }
         signaling
             .census
             .get_or_init(|| Box::new(move || census(&io)));
@@ -189,6 +213,9 @@ fn admit<A: Adapter>(
     // socketioxide does not put a socket in a room named after its id; relays and join
     // introductions address sockets through that room, on this node or any other.
     socket.join(socket.id.to_string());
+    if let Some(refusals) = refusals::Refusals::new(signaling.limits.max_refusals) {
+        socket.extensions.insert(refusals);
+    }
     let (inbox, queue) = Inbox::new(&signaling.limits);
     let disconnects = inbox.sender();
     socket.on_fallback(inbox);
@@ -245,6 +272,12 @@ fn on_connect<A: Adapter>(socket: SocketRef<A>, signaling: Arc<Signaling>) {
         .headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
+    if let Some(remote) = remote {
+        let source = signaling.sources.source(remote.ip(), &request.headers);
+        if let Some(counted) = signaling.sources.enter(source) {
+            socket.extensions.insert(Arc::new(counted));
+        }
+    }
     tracing::info!(
         socket = %socket.id,
         transport = transport_name(socket.transport_type()),
