@@ -482,18 +482,19 @@ async fn expect_closed_or_disconnected(ws: &mut Ws) {
     }
 }
 
-/// `stopScreenShare` forwards only `{ roomId, id }`: no forged `source`, no extra bytes.
+/// `stopScreenShare` forwards the app's fields with the sender's real `id`, and no field that
+/// names a peer (`source`, `target`).
 #[tokio::test]
-async fn stop_screen_share_forwards_only_documented_fields() {
+async fn stop_screen_share_forwards_no_forged_peer_fields() {
     let node = Node::spawn(bin(), &[]);
     let mut a = Client::connect(&node).await;
     let mut b = Client::connect(&node).await;
     a.join("r").await;
     b.join("r").await;
-    let forged = json!({"roomId": "r", "source": b.sid, "id": "someone", "junk": "x".repeat(10_000)});
+    let forged = json!({"roomId": "r", "source": b.sid, "target": b.sid, "id": "someone", "streamId": "s1"});
     assert_eq!(a.call("stopScreenShare", forged).await["ok"], true);
     let got = b.wait_event("stopScreenShare").await;
-    assert_eq!(got, json!({"roomId": "r", "id": a.sid}));
+    assert_eq!(got, json!({"roomId": "r", "streamId": "s1", "id": a.sid}));
 }
 
 /// A refused event's name is repeated cut to 64 characters, in the `error` event and the log.

@@ -1,8 +1,9 @@
 //! `stopScreenShare`: tell the rest of the room that the sender stopped sharing its screen.
 //!
-//! Only the documented fields go out, `{ roomId, id }`, with `id` the sender's socket id:
-//! forwarding whatever the client wrote let it forge fields the receivers trust (a `source`
-//! naming another peer, say) and broadcast up to --max-payload bytes to a whole room.
+//! The sender's payload goes out with `id` set to the sender's socket id, as the rtc.io
+//! contract says (apps put their own fields in it, such as `streamId`). The fields that name
+//! a peer, `source` and `target`, are removed: receivers trust them as the server's word, and
+//! a client could otherwise name another peer as the one who stopped sharing.
 
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
@@ -16,10 +17,13 @@ impl<A: Adapter> Session<A> {
         &mut self,
         stop: ScreenShareStop,
     ) -> Result<Reply, ProtocolError> {
-        let ScreenShareStop { room_id, .. } = stop;
+        let ScreenShareStop {
+            room_id,
+            mut payload,
+        } = stop;
         self.ensure_member(&room_id)?;
-        let mut payload = serde_json::Map::new();
-        payload.insert("roomId".into(), Value::String(room_id.to_string()));
+        payload.remove("source");
+        payload.remove("target");
         payload.insert("id".into(), Value::String(self.id.clone()));
         self.emit_room(&room_id, names::STOP_SCREEN_SHARE, &payload)
             .await;
