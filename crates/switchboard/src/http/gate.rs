@@ -83,12 +83,17 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         return true;
     }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    host.is_some_and(|host| {
-        origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            == Some(host)
-    })
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match (host, origin_host) {
+        (Some(host), Some(origin_host)) if origin_host == host => true,
+        // A proxy that passes `Host` without the port (nginx's `$host`): the names must match.
+        (Some(host), Some(origin_host)) if !host.contains(':') && !host.starts_with('[') => {
+            origin_host.rsplit_once(':').map_or(origin_host, |(name, _)| name) == host
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +118,7 @@ mod tests {
         assert!(!ok(&[("origin", "null")]));
         assert!(ok(&[("origin", "http://127.0.0.1:3001"), ("host", "127.0.0.1:3001")]));
         assert!(!ok(&[("origin", "http://127.0.0.1:3002"), ("host", "127.0.0.1:3001")]));
+        assert!(ok(&[("origin", "http://localhost:8080"), ("host", "localhost")]));
+        assert!(!ok(&[("origin", "http://evil.example:8080"), ("host", "localhost")]));
     }
 }
