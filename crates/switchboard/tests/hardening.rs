@@ -693,3 +693,132 @@ async fn sockets_per_source_address_are_capped() {
             >= 1.0
     );
 }
+
+/// A small deterministic generator (xorshift), so a failing run can be repeated.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    /// A random, usually malformed, Engine.IO / socket.io packet.
+    fn packet(&mut self, peer: &str) -> String {
+        let names = [
+            "join-room", "leave-room", "media-state", "stopScreenShare", "#rtcio:message",
+            "", "x", "a\\\"b", "__proto__",
+        ];
+        let values = [
+            "null", "1", "-0.5e308", "\"\"", "[]", "{}", "true", "\"r\"",
+            "{\"roomId\":\"r\"}", "{\"roomId\":\"fuzz\",\"name\":\"n\"}",
+            "{\"roomId\":\"fuzz\",\"mic\":true,\"cam\":1}",
+            "{\"roomId\":[],\"name\":{}}", "{\"roomId\":\"\\u0000\"}",
+            "{\"_placeholder\":true,\"num\":0}", "[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]",
+        ];
+        let name = self.pick(&names).to_owned();
+        let value = self.pick(&values).to_owned();
+        match self.below(10) {
+            0 => {
+                let len = self.below(64) as usize;
+                (0..len).map(|_| (self.below(95) as u8 + 32) as char).collect()
+            }
+            1 => format!("4{}", self.below(10)),
+            2 => format!("42{}[\"{name}\",{value}", self.below(1000)),
+            3 => format!("45{}-[\"{name}\",{value}]", self.below(3)),
+            4 => format!("4{}/nsp,[\"{name}\",{value}]", self.below(7)),
+            5 => format!(
+                "42[\"#rtcio:message\",{{\"target\":\"{peer}\",\"data\":{value}}}]"
+            ),
+            6 => format!("43{}[{value}]", self.below(100)),
+            7 => format!("40{value}"),
+            _ => format!("42[\"{name}\",{value},{value}]"),
+        }
+    }
+}
+
+/// 10,000 random and malformed packets, over both transports, leave the node serving a
+/// normal call and its memory near its baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_packets_over_both_transports_do_no_harm() {
+    let node = Node::spawn(bin(), &[]);
+    let mut peer = Client::connect(&node).await;
+    peer.join("fuzz").await;
+    let baseline = rss_kib(&node);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
+
+    // WebSocket: 5,000 packets, reconnecting whenever the server closes the connection.
+    let mut sent = 0;
+    while sent < 5_000 && std::time::Instant::now() < deadline {
+        let mut ws = engine_io(&node).await;
+        let _ = ws.send(Message::text("40")).await;
+        for _ in 0..200 {
+            sent += 1;
+            let packet = noise.packet(&peer.sid);
+            let message = if noise.below(20) == 0 {
+                Message::binary(packet.into_bytes())
+            } else {
+                Message::text(packet)
+            };
+            if ws.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = ws.close(None).await;
+    }
+    // Long-polling: 5,000 packets in POST bodies of one to five packets.
+    let port = node.port();
+    let mut posted = 0;
+    while posted < 5_000 && std::time::Instant::now() < deadline {
+        let (status, body) = polling_handshake(&node, "").await;
+        assert_eq!(status, 200, "{body}");
+        let Some(sid) = body
+            .split("\"sid\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_owned)
+        else {
+            panic!("no sid in {body}");
+        };
+        let mut open = true;
+        for round in 0..100 {
+            if !open {
+                break;
+            }
+            let count = 1 + noise.below(5) as usize;
+            let packets: Vec<String> = if round == 0 {
+                vec!["40".to_owned()]
+            } else {
+                (0..count).map(|_| noise.packet(&peer.sid)).collect()
+            };
+            posted += packets.len();
+            let body = packets.join("\u{1e}");
+            let request = format!(
+                "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.0\r\n\
+                 Host: 127.0.0.1:{port}\r\nContent-Type: text/plain;charset=UTF-8\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let (status, _) = http(&node, &request).await;
+            open = status == 200;
+        }
+    }
+    assert!(sent + posted >= 10_000, "sent {sent} + {posted} within the time bound");
+    let after = settled_rss(&node, baseline);
+    eprintln!("RSS: baseline {baseline} KiB, after 10,000 random packets {after} KiB");
+    assert!(after <= baseline + SLACK_KIB, "RSS {after} KiB, baseline {baseline} KiB");
+    assert_relays_still_work(&node).await;
+    // The bystander that shared a room with the noise is still served too.
+    peer.join("fuzz-after").await;
+}
