@@ -51,6 +51,10 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// `--ice-servers` as compact JSON, checked at start-up; served to the demo page.
     pub ice_servers: String,
+    /// `--turn-secret`: TURN credentials minted per `/ice-servers` request.
+    pub turn: Option<crate::turn::TurnCredentials>,
+    /// `--metrics-token`: `/metrics` and `/cluster` need it when set.
+    pub metrics_token: Option<String>,
     /// `--cors-origins` when it restricts origins (see `http::gate`); `None`: any origin.
     pub allowed_origins: Option<Vec<String>>,
 }
@@ -221,6 +225,8 @@ impl AppState {
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
             ice_servers: config.ice_servers.clone(),
             allowed_origins: (!config.cors_allows_any()).then(|| config.cors_origins.clone()),
+            metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
+            turn: config.turn(),
         })
     }
 }

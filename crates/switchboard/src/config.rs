@@ -163,6 +163,28 @@ pub struct Config {
     #[arg(long, env = "MAX_REFUSALS", default_value_t = 1000)]
     pub max_refusals: u32,
 
+    /// Bearer token for `GET /metrics` and `GET /cluster`. Unset: they answer anyone who
+    /// reaches the port (they show counts and node URLs, never who is connected).
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Shared secret of a TURN server run with coturn's `use-auth-secret`. When set (with
+    /// --turn-urls), `GET /ice-servers` adds a TURN entry with a credential minted for that
+    /// request, valid for --turn-ttl; with --jwt-secret, only for a request that carries a
+    /// valid client token (`Authorization: Bearer <JWT>`).
+    #[arg(long, env = "TURN_SECRET", hide_env_values = true, requires = "turn_urls")]
+    pub turn_secret: Option<String>,
+
+    /// The TURN server's URLs for the minted credentials, comma-separated
+    /// (`turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349`).
+    #[arg(long, env = "TURN_URLS", value_delimiter = ',', value_parser = parse_turn_url)]
+    pub turn_urls: Vec<String>,
+
+    /// Seconds a minted TURN credential stays valid (allocations are refreshed with it, so
+    /// keep it longer than a call).
+    #[arg(long, env = "TURN_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    pub turn_ttl: u64,
+
     /// Seconds of clock skew tolerated when checking a JWT's `exp` and `nbf`.
     #[arg(long, env = "JWT_LEEWAY", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=300))]
     pub jwt_leeway: u64,
@@ -175,6 +197,16 @@ fn parse_node_id(id: &str) -> Result<String, String> {
         Ok(id.to_owned())
     } else {
         Err("use 1-64 characters from A-Z a-z 0-9 . _ : @ -".into())
+    }
+}
+
+/// A TURN URL for minted credentials.
+fn parse_turn_url(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    if url.starts_with("turn:") || url.starts_with("turns:") {
+        Ok(url.to_owned())
+    } else {
+        Err(format!("{url:?} is not a turn: or turns: URL"))
     }
 }
 
@@ -261,6 +293,16 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout)
+    }
+
+    /// The TURN credentials to mint, when `--turn-secret` is set.
+    pub fn turn(&self) -> Option<crate::turn::TurnCredentials> {
+        let secret = self.turn_secret.clone().filter(|s| !s.is_empty())?;
+        Some(crate::turn::TurnCredentials::new(
+            secret,
+            self.turn_urls.clone(),
+            Duration::from_secs(self.turn_ttl),
+        ))
     }
 
     pub fn node_ttl(&self) -> Duration {

@@ -11,6 +11,7 @@
 //! - [`outgoing`]: the bytes waiting for one client to read them, bounded.
 //! - [`sources`]: where connections come from (`X-Forwarded-For` from trusted proxies), sockets
 //!   per source address.
+//! - [`turn`]: short-lived TURN credentials for `/ice-servers` (coturn's `use-auth-secret`).
 //! - [`metrics`]: every Prometheus metric and the cheap handles that record them.
 //!
 //! The wire contract lives in the `switchboard-protocol` crate and `docs/protocol.md`.
@@ -27,3 +28,4 @@ pub mod outgoing;
 pub mod rooms;
 pub mod signaling;
 pub mod sources;
+pub mod turn;

@@ -822,3 +822,21 @@ async fn random_packets_over_both_transports_do_no_harm() {
     // The bystander that shared a room with the noise is still served too.
     peer.join("fuzz-after").await;
 }
+
+/// With --metrics-token, `/metrics` and `/cluster` need it; `/health` stays open.
+#[tokio::test]
+async fn metrics_and_cluster_can_require_a_token() {
+    let node = Node::spawn(bin(), &["--metrics-token", "m3trics"]);
+    let port = node.port();
+    let get = |path: &str, auth: &str| {
+        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n")
+    };
+    for path in ["/metrics", "/cluster"] {
+        assert_eq!(http(&node, &get(path, "")).await.0, 401, "{path}");
+        let wrong = "Authorization: Bearer m3tric\r\n";
+        assert_eq!(http(&node, &get(path, wrong)).await.0, 401, "{path}");
+        let right = "Authorization: Bearer m3trics\r\n";
+        assert_eq!(http(&node, &get(path, right)).await.0, 200, "{path}");
+    }
+    assert_eq!(node.get_ok("/health").0, 200);
+}
