@@ -9,7 +9,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
 /// Three nodes (extra `args`) and nginx in front of them.
 fn cluster_behind_nginx(args: &[&str]) -> (Cluster, Nginx) {
-    let cluster = Cluster::start(BIN, 3, args);
+    // nginx is every node's only peer: believe its X-Forwarded-For (as docker/compose.yml
+    // does), so each client counts under its own address for --max-connections-per-address.
+    let args = [args, &["--trusted-proxies", "127.0.0.1"]].concat();
+    let cluster = Cluster::start(BIN, 3, &args);
     let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port()).collect();
     let nginx = Nginx::spawn(&ports);
     (cluster, nginx)
