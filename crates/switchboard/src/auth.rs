@@ -146,11 +146,18 @@ mod tests {
         let t = |claims| v.verify(&token("s3cret", claims));
         assert!(t(json!({"exp": now() - 30})).is_err(), "expired 30 s ago");
         assert!(t(json!({"exp": now() + 60})).is_ok());
-        assert!(t(json!({"exp": now() + 600, "nbf": now() + 60})).is_err(), "not yet valid");
+        assert!(
+            t(json!({"exp": now() + 600, "nbf": now() + 60})).is_err(),
+            "not yet valid"
+        );
         assert!(t(json!({"exp": now() + 600, "nbf": now() - 1})).is_ok());
         let grant = t(json!({"exp": now() + 60})).unwrap();
         assert!(grant.exp.is_some_and(|exp| exp >= now() + 59), "{grant:?}");
         let lenient = TokenVerifier::new("s3cret").with_leeway(120);
-        assert!(lenient.verify(&token("s3cret", json!({"exp": now() - 30}))).is_ok());
+        assert!(
+            lenient
+                .verify(&token("s3cret", json!({"exp": now() - 30})))
+                .is_ok()
+        );
     }
 }

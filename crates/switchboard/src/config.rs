@@ -172,7 +172,12 @@ pub struct Config {
     /// --turn-urls), `GET /ice-servers` adds a TURN entry with a credential minted for that
     /// request, valid for --turn-ttl; with --jwt-secret, only for a request that carries a
     /// valid client token (`Authorization: Bearer <JWT>`).
-    #[arg(long, env = "TURN_SECRET", hide_env_values = true, requires = "turn_urls")]
+    #[arg(
+        long,
+        env = "TURN_SECRET",
+        hide_env_values = true,
+        requires = "turn_urls"
+    )]
     pub turn_secret: Option<String>,
 
     /// The TURN server's URLs for the minted credentials, comma-separated

@@ -25,9 +25,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
-use std::time::Instant;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use std::time::Instant;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};

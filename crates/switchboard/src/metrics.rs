@@ -240,8 +240,10 @@ pub enum HandshakeRefusal {
 }
 
 impl HandshakeRefusal {
-    pub const ALL: [HandshakeRefusal; 2] =
-        [HandshakeRefusal::Origin, HandshakeRefusal::TooManyConnections];
+    pub const ALL: [HandshakeRefusal; 2] = [
+        HandshakeRefusal::Origin,
+        HandshakeRefusal::TooManyConnections,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {

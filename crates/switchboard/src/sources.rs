@@ -128,15 +128,27 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let sources = Sources::new(vec!["10.0.0.0/8".parse().unwrap()], 2);
         // An untrusted peer's header is ignored.
-        assert_eq!(sources.source(ip("1.2.3.4"), &headers("9.9.9.9")), ip("1.2.3.4"));
+        assert_eq!(
+            sources.source(ip("1.2.3.4"), &headers("9.9.9.9")),
+            ip("1.2.3.4")
+        );
         // Behind a trusted proxy, the last untrusted hop is the source; the client's own
         // claims to the left of it are not.
         let h = headers("6.6.6.6, 5.5.5.5, 10.0.0.2");
         assert_eq!(sources.source(ip("10.0.0.1"), &h), ip("5.5.5.5"));
-        assert_eq!(sources.source(ip("10.0.0.1"), &HeaderMap::new()), ip("10.0.0.1"));
-        assert_eq!(sources.source(ip("10.0.0.1"), &headers("junk")), ip("10.0.0.1"));
+        assert_eq!(
+            sources.source(ip("10.0.0.1"), &HeaderMap::new()),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            sources.source(ip("10.0.0.1"), &headers("junk")),
+            ip("10.0.0.1")
+        );
         // IPv4-mapped IPv6 peers are their IPv4 address.
-        assert_eq!(sources.source(ip("::ffff:1.2.3.4"), &HeaderMap::new()), ip("1.2.3.4"));
+        assert_eq!(
+            sources.source(ip("::ffff:1.2.3.4"), &HeaderMap::new()),
+            ip("1.2.3.4")
+        );
     }
 
     #[test]

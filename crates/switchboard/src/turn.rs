@@ -90,12 +90,19 @@ mod tests {
 
     #[test]
     fn minted_usernames_expire_after_the_ttl() {
-        let turn = TurnCredentials::new("s".into(), vec!["turn:t:3478".into()], Duration::from_secs(600));
+        let turn = TurnCredentials::new(
+            "s".into(),
+            vec!["turn:t:3478".into()],
+            Duration::from_secs(600),
+        );
         let a = turn.mint();
         let b = turn.mint();
         assert_ne!(a.username, b.username);
         let expiry: u64 = a.username.split(':').next().unwrap().parse().unwrap();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         assert!((now + 599..=now + 601).contains(&expiry));
         assert_eq!(a.credential, password("s", &a.username));
     }

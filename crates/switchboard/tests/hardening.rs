@@ -137,7 +137,9 @@ impl Client {
         self.ws.send(Message::text(frame)).await.expect("send");
         let prefix = format!("43{id}[");
         loop {
-            let text = next_text(&mut self.ws).await.expect("closed before the ack");
+            let text = next_text(&mut self.ws)
+                .await
+                .expect("closed before the ack");
             if let Some(body) = text.strip_prefix(&prefix) {
                 let args: Value = serde_json::from_str(&format!("[{body}")).expect("ack JSON");
                 return args[0].clone();
@@ -210,7 +212,12 @@ async fn clients_that_never_read_are_cut_at_their_byte_budget() {
     bystander.join("call").await;
     // Every introduction is out; from now on the victims read nothing.
     for sender in &mut senders {
-        sender.call("media-state", json!({"roomId": "call", "mic": true, "cam": true})).await;
+        sender
+            .call(
+                "media-state",
+                json!({"roomId": "call", "mic": true, "cam": true}),
+            )
+            .await;
     }
     let victim_ids: Vec<String> = victims.iter().map(|v| v.sid.clone()).collect();
     let baseline = rss_kib(&node);
@@ -233,7 +240,10 @@ async fn clients_that_never_read_are_cut_at_their_byte_budget() {
             }
             // Handled in order: once this is acked, every envelope was.
             let ack = sender
-                .call("media-state", json!({"roomId": "call", "mic": false, "cam": true}))
+                .call(
+                    "media-state",
+                    json!({"roomId": "call", "mic": false, "cam": true}),
+                )
                 .await;
             assert_eq!(ack["ok"], true);
             sender
@@ -269,13 +279,19 @@ async fn clients_that_never_read_are_cut_at_their_byte_budget() {
         "RSS {after} KiB, baseline {baseline} KiB"
     );
     assert_eq!(
-        metric(&node, "switchboard_connections_cut_total{reason=\"outgoing-budget\"}"),
+        metric(
+            &node,
+            "switchboard_connections_cut_total{reason=\"outgoing-budget\"}"
+        ),
         2.0
     );
     // The roommates still relay to each other.
     let bystander_id = bystander.sid.clone();
     let envelope = json!({"source": "x", "target": bystander_id, "data": {"candidate": "c"}});
-    assert_eq!(senders[0].call("#rtcio:message", envelope).await["ok"], true);
+    assert_eq!(
+        senders[0].call("#rtcio:message", envelope).await["ok"],
+        true
+    );
     let got = bystander.wait_event("#rtcio:message").await;
     assert_eq!(got["source"], senders[0].sid.as_str());
     drop(victims);
@@ -304,12 +320,17 @@ async fn incomplete_binary_packets_are_not_buffered() {
     }
     let after = settled_rss(&node, baseline);
     eprintln!("RSS: baseline {baseline} KiB, after {after} KiB");
-    assert!(after <= baseline + SLACK_KIB, "RSS {after} KiB, baseline {baseline} KiB");
+    assert!(
+        after <= baseline + SLACK_KIB,
+        "RSS {after} KiB, baseline {baseline} KiB"
+    );
     // Small attachments are refused politely; a second one closes the connection.
     let mut client = Client::connect(&node).await;
     client
         .ws
-        .send(Message::text(r#"452-["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#))
+        .send(Message::text(
+            r#"452-["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+        ))
         .await
         .expect("send");
     expect_closed(&mut client.ws, "two attachments").await;
@@ -334,7 +355,11 @@ async fn huge_websocket_messages_are_refused_unread() {
         let first = format!(r#"42["join-room",{{"roomId":"r","name":"{chunk}"#);
         let mut frames = vec![Frame::message(first, OpCode::Data(Data::Text), false)];
         for _ in 0..118 {
-            frames.push(Frame::message(chunk.clone(), OpCode::Data(Data::Continue), false));
+            frames.push(Frame::message(
+                chunk.clone(),
+                OpCode::Data(Data::Continue),
+                false,
+            ));
         }
         frames.push(Frame::message("\"}]", OpCode::Data(Data::Continue), true));
         // The server may close the connection while the message is still being sent.
@@ -357,14 +382,19 @@ async fn huge_websocket_messages_are_refused_unread() {
         peak <= peak_before.max(baseline) + SLACK_KIB,
         "peak RSS {peak} KiB, baseline {baseline} KiB"
     );
-    assert!(after <= baseline + SLACK_KIB, "RSS {after} KiB, baseline {baseline} KiB");
+    assert!(
+        after <= baseline + SLACK_KIB,
+        "RSS {after} KiB, baseline {baseline} KiB"
+    );
     assert_relays_still_work(&node).await;
 }
 
 /// One HTTP/1.0 request, written raw; returns the status and the whole answer.
 async fn http(node: &Node, request: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = TcpStream::connect(("127.0.0.1", node.port())).await.expect("connect");
+    let mut stream = TcpStream::connect(("127.0.0.1", node.port()))
+        .await
+        .expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut answer = Vec::new();
     timeout(WAIT, stream.read_to_end(&mut answer))
@@ -372,7 +402,11 @@ async fn http(node: &Node, request: &str) -> (u16, String) {
         .expect("answer in time")
         .expect("read");
     let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, answer)
 }
 
@@ -388,12 +422,18 @@ async fn polling_handshake(node: &Node, headers: &str) -> (u16, String) {
 /// A WebSocket handshake with an `Origin`; returns the HTTP status the server answered.
 async fn websocket_status(node: &Node, origin: &str) -> u16 {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket", node.port());
+    let url = format!(
+        "ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket",
+        node.port()
+    );
     let mut request = url.into_client_request().expect("request");
     request
         .headers_mut()
         .insert("origin", origin.parse().expect("header value"));
-    match timeout(WAIT, connect_async(request)).await.expect("in time") {
+    match timeout(WAIT, connect_async(request))
+        .await
+        .expect("in time")
+    {
         Ok((_, response)) => response.status().as_u16(),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
         Err(e) => panic!("WebSocket handshake: {e}"),
@@ -416,7 +456,10 @@ async fn origins_are_enforced() {
     let (status, body) = polling_handshake(&node, "").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        metric(&node, "switchboard_handshakes_refused_total{reason=\"origin\"}"),
+        metric(
+            &node,
+            "switchboard_handshakes_refused_total{reason=\"origin\"}"
+        ),
         2.0
     );
 }
@@ -430,7 +473,12 @@ fn now() -> u64 {
 
 fn token(claims: Value) -> String {
     use jsonwebtoken::{EncodingKey, Header, encode};
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s3cret")).expect("token")
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(b"s3cret"),
+    )
+    .expect("token")
 }
 
 /// A CONNECT packet carrying `token`.
@@ -441,9 +489,14 @@ fn with_token(token: &str) -> String {
 /// The CONNECT answer to a token: `true` when the socket was admitted.
 async fn admitted(node: &Node, token: &str) -> bool {
     let mut ws = engine_io(node).await;
-    ws.send(Message::text(with_token(token))).await.expect("send");
+    ws.send(Message::text(with_token(token)))
+        .await
+        .expect("send");
     let answer = next_text(&mut ws).await.expect("an answer");
-    assert!(answer.starts_with("40") || answer.starts_with("44"), "{answer}");
+    assert!(
+        answer.starts_with("40") || answer.starts_with("44"),
+        "{answer}"
+    );
     answer.starts_with("40")
 }
 
@@ -452,12 +505,19 @@ async fn admitted(node: &Node, token: &str) -> bool {
 #[tokio::test]
 async fn tokens_hold_at_their_expiry() {
     let node = Node::spawn(bin(), &["--jwt-secret", "s3cret", "--jwt-leeway", "1"]);
-    assert!(!admitted(&node, &token(json!({"exp": now() - 30}))).await, "expired 30 s ago");
+    assert!(
+        !admitted(&node, &token(json!({"exp": now() - 30}))).await,
+        "expired 30 s ago"
+    );
     let not_yet = json!({"exp": now() + 600, "nbf": now() + 60});
-    assert!(!admitted(&node, &token(not_yet)).await, "not valid before a minute from now");
+    assert!(
+        !admitted(&node, &token(not_yet)).await,
+        "not valid before a minute from now"
+    );
     assert!(admitted(&node, &token(json!({"exp": now() + 600}))).await);
 
-    let mut short = Client::connect_with(&node, &with_token(&token(json!({"exp": now() + 2})))).await;
+    let mut short =
+        Client::connect_with(&node, &with_token(&token(json!({"exp": now() + 2})))).await;
     let long_token = token(json!({"exp": now() + 600}));
     let mut roommate = Client::connect_with(&node, &with_token(&long_token)).await;
     short.join("r").await;
@@ -465,10 +525,17 @@ async fn tokens_hold_at_their_expiry() {
     let started = std::time::Instant::now();
     let gone = roommate.wait_event("user-disconnected").await;
     assert_eq!(gone["id"], short.sid.as_str());
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
     expect_closed_or_disconnected(&mut short.ws).await;
     assert_eq!(
-        metric(&node, "switchboard_connections_cut_total{reason=\"token-expired\"}"),
+        metric(
+            &node,
+            "switchboard_connections_cut_total{reason=\"token-expired\"}"
+        ),
         1.0
     );
 }
@@ -491,7 +558,8 @@ async fn stop_screen_share_forwards_no_forged_peer_fields() {
     let mut b = Client::connect(&node).await;
     a.join("r").await;
     b.join("r").await;
-    let forged = json!({"roomId": "r", "source": b.sid, "target": b.sid, "id": "someone", "streamId": "s1"});
+    let forged =
+        json!({"roomId": "r", "source": b.sid, "target": b.sid, "id": "someone", "streamId": "s1"});
     assert_eq!(a.call("stopScreenShare", forged).await["ok"], true);
     let got = b.wait_event("stopScreenShare").await;
     assert_eq!(got, json!({"roomId": "r", "streamId": "s1", "id": a.sid}));
@@ -507,7 +575,10 @@ async fn refused_event_names_are_truncated() {
     let error = client.wait_event("error").await;
     assert_eq!(error["code"], "unknown-event");
     assert_eq!(error["event"].as_str().map(str::len), Some(64), "{error}");
-    assert!(error["message"].as_str().is_some_and(|m| m.len() < 200), "{error}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.len() < 200),
+        "{error}"
+    );
     // Still serving; then the log holds no line anywhere near the name's size.
     client.join("r").await;
     let longest = node.log().lines().map(str::len).max().unwrap_or(0);
@@ -539,7 +610,10 @@ async fn repeat_offenders_are_disconnected() {
     let gone = roommate.wait_event("user-disconnected").await;
     assert_eq!(gone["id"], offender.sid.as_str());
     assert_eq!(
-        metric(&node, "switchboard_connections_cut_total{reason=\"repeat-offender\"}"),
+        metric(
+            &node,
+            "switchboard_connections_cut_total{reason=\"repeat-offender\"}"
+        ),
         1.0
     );
 }
@@ -558,7 +632,10 @@ async fn rooms_per_socket_are_capped() {
     assert_eq!(ack["code"], "too-many-rooms", "{ack}");
     // Joining one it is in already still works, and so does a new one after leaving one.
     client.join("a").await;
-    assert_eq!(client.call("leave-room", json!({"roomId": "b"})).await["ok"], true);
+    assert_eq!(
+        client.call("leave-room", json!({"roomId": "b"})).await["ok"],
+        true
+    );
     client.join("d").await;
 }
 
@@ -570,14 +647,29 @@ async fn handshake_and_idle_timeouts_close_connections() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let node = Node::spawn(
         bin(),
-        &["--handshake-timeout", "1", "--idle-timeout", "3", "--ping-interval", "1"],
+        &[
+            "--handshake-timeout",
+            "1",
+            "--idle-timeout",
+            "3",
+            "--ping-interval",
+            "1",
+        ],
     );
     let mut silent = Vec::new();
     let mut slow = Vec::new();
     for _ in 0..20 {
-        silent.push(TcpStream::connect(("127.0.0.1", node.port())).await.expect("connect"));
-        let mut s = TcpStream::connect(("127.0.0.1", node.port())).await.expect("connect");
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+        silent.push(
+            TcpStream::connect(("127.0.0.1", node.port()))
+                .await
+                .expect("connect"),
+        );
+        let mut s = TcpStream::connect(("127.0.0.1", node.port()))
+            .await
+            .expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
         slow.push(s);
     }
     // A WebSocket that answers every ping meanwhile.
@@ -608,28 +700,49 @@ async fn handshake_and_idle_timeouts_close_connections() {
     for s in silent.iter_mut().chain(&mut slow) {
         let mut buf = [0u8; 64];
         let read = timeout(Duration::from_secs(5), s.read(&mut buf)).await;
-        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "still open: {read:?}");
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "still open: {read:?}"
+        );
     }
     assert!(started.elapsed() < Duration::from_secs(8));
     // A keep-alive connection that completed a request, then went silent.
-    let mut idle = TcpStream::connect(("127.0.0.1", node.port())).await.expect("connect");
-    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    let mut idle = TcpStream::connect(("127.0.0.1", node.port()))
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
     let mut answer = vec![0u8; 4096];
-    let n = timeout(WAIT, idle.read(&mut answer)).await.expect("answer").expect("read");
+    let n = timeout(WAIT, idle.read(&mut answer))
+        .await
+        .expect("answer")
+        .expect("read");
     assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
     let idle_since = std::time::Instant::now();
     let read = timeout(Duration::from_secs(8), idle.read(&mut answer)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "idle connection still open: {read:?}");
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "idle connection still open: {read:?}"
+    );
     assert!(idle_since.elapsed() >= Duration::from_secs(3));
     // The WebSocket answered its pings all along and still serves.
     let _ = stop.send(());
     let mut live = pinged.await.expect("ping task");
     live.join("still-here").await;
     assert_eq!(
-        metric(&node, "switchboard_connections_cut_total{reason=\"handshake-timeout\"}"),
+        metric(
+            &node,
+            "switchboard_connections_cut_total{reason=\"handshake-timeout\"}"
+        ),
         40.0
     );
-    assert!(metric(&node, "switchboard_connections_cut_total{reason=\"idle-timeout\"}") >= 1.0);
+    assert!(
+        metric(
+            &node,
+            "switchboard_connections_cut_total{reason=\"idle-timeout\"}"
+        ) >= 1.0
+    );
 }
 
 /// One source address may hold --max-connections-per-address sockets; the next handshake
@@ -662,7 +775,12 @@ async fn sockets_per_source_address_are_capped() {
 
     let proxied = Node::spawn(
         bin(),
-        &["--max-connections-per-address", "1", "--trusted-proxies", "127.0.0.1"],
+        &[
+            "--max-connections-per-address",
+            "1",
+            "--trusted-proxies",
+            "127.0.0.1",
+        ],
     );
     let (status, body) = polling_handshake(&proxied, "X-Forwarded-For: 1.1.1.1\r\n").await;
     assert_eq!(status, 200, "{body}");
@@ -689,8 +807,10 @@ async fn sockets_per_source_address_are_capped() {
     let (status, _) = polling_handshake(&proxied, "X-Forwarded-For: 2.2.2.2\r\n").await;
     assert_eq!(status, 200, "another client behind the same proxy");
     assert!(
-        metric(&proxied, "switchboard_handshakes_refused_total{reason=\"too-many-connections\"}")
-            >= 1.0
+        metric(
+            &proxied,
+            "switchboard_handshakes_refused_total{reason=\"too-many-connections\"}"
+        ) >= 1.0
     );
 }
 
@@ -716,30 +836,47 @@ impl Noise {
     /// A random, usually malformed, Engine.IO / socket.io packet.
     fn packet(&mut self, peer: &str) -> String {
         let names = [
-            "join-room", "leave-room", "media-state", "stopScreenShare", "#rtcio:message",
-            "", "x", "a\\\"b", "__proto__",
+            "join-room",
+            "leave-room",
+            "media-state",
+            "stopScreenShare",
+            "#rtcio:message",
+            "",
+            "x",
+            "a\\\"b",
+            "__proto__",
         ];
         let values = [
-            "null", "1", "-0.5e308", "\"\"", "[]", "{}", "true", "\"r\"",
-            "{\"roomId\":\"r\"}", "{\"roomId\":\"fuzz\",\"name\":\"n\"}",
+            "null",
+            "1",
+            "-0.5e308",
+            "\"\"",
+            "[]",
+            "{}",
+            "true",
+            "\"r\"",
+            "{\"roomId\":\"r\"}",
+            "{\"roomId\":\"fuzz\",\"name\":\"n\"}",
             "{\"roomId\":\"fuzz\",\"mic\":true,\"cam\":1}",
-            "{\"roomId\":[],\"name\":{}}", "{\"roomId\":\"\\u0000\"}",
-            "{\"_placeholder\":true,\"num\":0}", "[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]",
+            "{\"roomId\":[],\"name\":{}}",
+            "{\"roomId\":\"\\u0000\"}",
+            "{\"_placeholder\":true,\"num\":0}",
+            "[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]",
         ];
         let name = self.pick(&names).to_owned();
         let value = self.pick(&values).to_owned();
         match self.below(10) {
             0 => {
                 let len = self.below(64) as usize;
-                (0..len).map(|_| (self.below(95) as u8 + 32) as char).collect()
+                (0..len)
+                    .map(|_| (self.below(95) as u8 + 32) as char)
+                    .collect()
             }
             1 => format!("4{}", self.below(10)),
             2 => format!("42{}[\"{name}\",{value}", self.below(1000)),
             3 => format!("45{}-[\"{name}\",{value}]", self.below(3)),
             4 => format!("4{}/nsp,[\"{name}\",{value}]", self.below(7)),
-            5 => format!(
-                "42[\"#rtcio:message\",{{\"target\":\"{peer}\",\"data\":{value}}}]"
-            ),
+            5 => format!("42[\"#rtcio:message\",{{\"target\":\"{peer}\",\"data\":{value}}}]"),
             6 => format!("43{}[{value}]", self.below(100)),
             7 => format!("40{value}"),
             _ => format!("42[\"{name}\",{value},{value}]"),
@@ -814,10 +951,16 @@ async fn random_packets_over_both_transports_do_no_harm() {
             open = status == 200;
         }
     }
-    assert!(sent + posted >= 10_000, "sent {sent} + {posted} within the time bound");
+    assert!(
+        sent + posted >= 10_000,
+        "sent {sent} + {posted} within the time bound"
+    );
     let after = settled_rss(&node, baseline);
     eprintln!("RSS: baseline {baseline} KiB, after 10,000 random packets {after} KiB");
-    assert!(after <= baseline + SLACK_KIB, "RSS {after} KiB, baseline {baseline} KiB");
+    assert!(
+        after <= baseline + SLACK_KIB,
+        "RSS {after} KiB, baseline {baseline} KiB"
+    );
     assert_relays_still_work(&node).await;
     // The bystander that shared a room with the noise is still served too.
     peer.join("fuzz-after").await;

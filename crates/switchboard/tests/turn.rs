@@ -51,7 +51,16 @@ impl Coturn {
     fn allocates(&self, username: &str, password: &str) -> bool {
         let status = Command::new("timeout")
             .args(["20", "turnutils_uclient", "-u", username, "-w", password])
-            .args(["-p", &self.port.to_string(), "-n", "1", "-m", "1", "-y", "127.0.0.1"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-n",
+                "1",
+                "-m",
+                "1",
+                "-y",
+                "127.0.0.1",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -81,7 +90,10 @@ fn get(node: &Node, path: &str, bearer: Option<&str>) -> (u16, String) {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }
 
 #[test]
@@ -91,10 +103,14 @@ fn minted_turn_credentials_work_and_forged_or_expired_ones_do_not() {
     let node = Node::spawn(
         BIN,
         &[
-            "--turn-secret", SECRET,
-            "--turn-urls", &turn_url,
-            "--turn-ttl", "600",
-            "--ice-servers", r#"[{"urls":"stun:127.0.0.1:3478"}]"#,
+            "--turn-secret",
+            SECRET,
+            "--turn-urls",
+            &turn_url,
+            "--turn-ttl",
+            "600",
+            "--ice-servers",
+            r#"[{"urls":"stun:127.0.0.1:3478"}]"#,
         ],
     );
     let (status, body) = get(&node, "/ice-servers", None);
@@ -105,19 +121,35 @@ fn minted_turn_credentials_work_and_forged_or_expired_ones_do_not() {
     assert_eq!(turn["urls"], json!([turn_url]));
     let username = turn["username"].as_str().expect("username");
     let credential = turn["credential"].as_str().expect("credential");
-    let expiry: u64 = username.split(':').next().and_then(|e| e.parse().ok()).expect("expiry");
+    let expiry: u64 = username
+        .split(':')
+        .next()
+        .and_then(|e| e.parse().ok())
+        .expect("expiry");
     assert!((now() + 590..=now() + 610).contains(&expiry), "{username}");
     // Each request gets its own credential.
     let (_, again) = get(&node, "/ice-servers", None);
     assert_ne!(again, body);
 
-    assert!(coturn.allocates(username, credential), "minted credential refused");
-    assert!(!coturn.allocates(username, "Zm9yZ2Vk"), "forged password accepted");
+    assert!(
+        coturn.allocates(username, credential),
+        "minted credential refused"
+    );
+    assert!(
+        !coturn.allocates(username, "Zm9yZ2Vk"),
+        "forged password accepted"
+    );
     let forged_user = format!("{}:someone-else", now() + 600);
-    assert!(!coturn.allocates(&forged_user, credential), "password reused for another username");
+    assert!(
+        !coturn.allocates(&forged_user, credential),
+        "password reused for another username"
+    );
     let expired = format!("{}:late", now() - 60);
     let expired_password = switchboard::turn::password(SECRET, &expired);
-    assert!(!coturn.allocates(&expired, &expired_password), "expired credential accepted");
+    assert!(
+        !coturn.allocates(&expired, &expired_password),
+        "expired credential accepted"
+    );
 }
 
 #[test]
@@ -125,7 +157,14 @@ fn with_jwt_auth_only_authenticated_clients_get_turn_credentials() {
     use jsonwebtoken::{EncodingKey, Header, encode};
     let node = Node::spawn(
         BIN,
-        &["--jwt-secret", "jwt", "--turn-secret", SECRET, "--turn-urls", "turn:127.0.0.1:3478"],
+        &[
+            "--jwt-secret",
+            "jwt",
+            "--turn-secret",
+            SECRET,
+            "--turn-urls",
+            "turn:127.0.0.1:3478",
+        ],
     );
     assert_eq!(get(&node, "/ice-servers", None).0, 401);
     assert_eq!(get(&node, "/ice-servers", Some("not-a-token")).0, 401);

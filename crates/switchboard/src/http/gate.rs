@@ -79,7 +79,10 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         return false;
     };
     let origin = origin.trim_end_matches('/');
-    if allowed.iter().any(|a| a.trim().trim_end_matches('/') == origin) {
+    if allowed
+        .iter()
+        .any(|a| a.trim().trim_end_matches('/') == origin)
+    {
         return true;
     }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
@@ -90,7 +93,10 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         (Some(host), Some(origin_host)) if origin_host == host => true,
         // A proxy that passes `Host` without the port (nginx's `$host`): the names must match.
         (Some(host), Some(origin_host)) if !host.contains(':') && !host.starts_with('[') => {
-            origin_host.rsplit_once(':').map_or(origin_host, |(name, _)| name) == host
+            origin_host
+                .rsplit_once(':')
+                .map_or(origin_host, |(name, _)| name)
+                == host
         }
         _ => false,
     }
@@ -116,9 +122,21 @@ mod tests {
         assert!(ok(&[("origin", "https://app.example.com")]));
         assert!(!ok(&[("origin", "https://evil.example")]));
         assert!(!ok(&[("origin", "null")]));
-        assert!(ok(&[("origin", "http://127.0.0.1:3001"), ("host", "127.0.0.1:3001")]));
-        assert!(!ok(&[("origin", "http://127.0.0.1:3002"), ("host", "127.0.0.1:3001")]));
-        assert!(ok(&[("origin", "http://localhost:8080"), ("host", "localhost")]));
-        assert!(!ok(&[("origin", "http://evil.example:8080"), ("host", "localhost")]));
+        assert!(ok(&[
+            ("origin", "http://127.0.0.1:3001"),
+            ("host", "127.0.0.1:3001")
+        ]));
+        assert!(!ok(&[
+            ("origin", "http://127.0.0.1:3002"),
+            ("host", "127.0.0.1:3001")
+        ]));
+        assert!(ok(&[
+            ("origin", "http://localhost:8080"),
+            ("host", "localhost")
+        ]));
+        assert!(!ok(&[
+            ("origin", "http://evil.example:8080"),
+            ("host", "localhost")
+        ]));
     }
 }

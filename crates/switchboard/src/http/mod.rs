@@ -5,8 +5,8 @@
 mod admin;
 mod admission;
 mod cluster;
-mod gate;
 pub mod demo;
+mod gate;
 mod health;
 mod metrics;
 mod ready;
