@@ -84,7 +84,7 @@ pub async fn ice_servers(State(state): State<Arc<AppState>>, headers: HeaderMap)
                 .get(AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
-            if !token.is_some_and(|t| verifier.verify(t).is_ok()) {
+            if token.is_none_or(|t| verifier.verify(t).is_err()) {
                 return super::admin::unauthorized("client");
             }
         }
