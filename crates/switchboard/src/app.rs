@@ -66,6 +66,8 @@ pub enum BuildError {
     CorsOrigin(String),
     #[error(transparent)]
     RedisUrl(#[from] InvalidRedisUrl),
+    #[error("--jwt-public-key {0}")]
+    JwtKey(String),
     #[error("cannot start the cluster adapter: {0}")]
     Adapter(String),
 }
@@ -136,10 +138,18 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         max_connections_per_address: config.max_connections_per_address as usize,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    let verifier = config
-        .jwt_secret
-        .as_deref()
-        .map(|secret| TokenVerifier::new(secret).with_leeway(config.jwt_leeway));
+    let verifier = match (&config.jwt_secret, &config.jwt_public_key) {
+        (Some(secret), _) => Some(TokenVerifier::new(secret)),
+        (None, Some(path)) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| BuildError::JwtKey(format!("{}: {e}", path.display())))?;
+            let verifier = TokenVerifier::from_public_key_pem(&pem)
+                .map_err(|e| BuildError::JwtKey(format!("{}: {e}", path.display())))?;
+            Some(verifier)
+        }
+        (None, None) => None,
+    }
+    .map(|verifier| verifier.with_leeway(config.jwt_leeway));
     let sockets = SocketIo::builder()
         .ping_interval(config.ping_interval())
         .ping_timeout(config.ping_timeout())

@@ -76,6 +76,12 @@ pub struct Config {
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
+    /// A PEM file with an RSA or P-256 public key: like --jwt-secret, but client tokens are
+    /// RS256 (RSA) or ES256 (P-256) signed by the matching private key, which only the app
+    /// backend holds.
+    #[arg(long, env = "JWT_PUBLIC_KEY", conflicts_with = "jwt_secret")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+
     /// This node's id in logs, `/health`, `/cluster` and room state. Default: a random id.
     /// In a cluster every node needs its own id; a node restarted with the same id cleans up
     /// what its previous run left in Redis.

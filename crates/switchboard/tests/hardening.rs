@@ -983,3 +983,34 @@ async fn metrics_and_cluster_can_require_a_token() {
     }
     assert_eq!(node.get_ok("/health").0, 200);
 }
+
+/// With --jwt-public-key, ES256 tokens from the key's owner are admitted; an HS256 token
+/// (even one "signed" with the public key's text) is not.
+#[tokio::test]
+async fn public_key_tokens_are_verified() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    const EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgQa/8dOu6JhnZFa+U\nbfkaQPSYVX+8yLvfcnJxvlpUqsShRANCAAQLo7+dzJrk3RWz6nErA0KsCK6h2F6K\nkNJ/tmgryooD9lZaIiOW/CDM5PKIl+31KWqMa0oDLPNGjTH4FPP5s1cu\n-----END PRIVATE KEY-----";
+    const EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEC6O/ncya5N0Vs+pxKwNCrAiuodhe\nipDSf7ZoK8qKA/ZWWiIjlvwgzOTyiJft9SlqjGtKAyzzRo0x+BTz+bNXLg==\n-----END PUBLIC KEY-----";
+    let key_file = std::env::temp_dir().join(format!("switchboard-ec-{}.pem", std::process::id()));
+    std::fs::write(&key_file, EC_PUBLIC).expect("write key");
+    let node = Node::spawn(
+        bin(),
+        &["--jwt-public-key", key_file.to_str().expect("path")],
+    );
+    let claims = json!({"exp": now() + 600});
+    let es256 = encode(
+        &Header::new(Algorithm::ES256),
+        &claims,
+        &EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).expect("key"),
+    )
+    .expect("token");
+    assert!(admitted(&node, &es256).await);
+    let confused = encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(EC_PUBLIC.as_bytes()),
+    )
+    .expect("token");
+    assert!(!admitted(&node, &confused).await);
+    let _ = std::fs::remove_file(&key_file);
+}
