@@ -108,3 +108,18 @@ test('a token with an empty rooms claim may join no room', async () => {
   assert.equal(ack.code, 'unauthorized');
   assert.equal(socket.connected, true);
 });
+
+test('a resumable session resumes only with a JWT of the same subject', async () => {
+  const as = (sub, resume) => connect({ auth: { token: mint({ exp: now() + HOUR, sub }), resume } });
+  const alice = await as('alice', '');
+  const first = await waitFor(alice, 'switchboard:session');
+  alice.io.engine.close();
+  const mallory = await as('mallory', first.resume);
+  const stolen = await waitFor(mallory, 'switchboard:session');
+  assert.equal(stolen.resumed, false, 'another subject gets a fresh session');
+  assert.notEqual(stolen.id, first.id);
+  const back = await as('alice', first.resume);
+  const resumed = await waitFor(back, 'switchboard:session');
+  assert.equal(resumed.resumed, true, 'the same subject resumes (the failed try did not use the token up)');
+  assert.equal(resumed.id, first.id);
+});

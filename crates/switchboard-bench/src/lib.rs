@@ -13,10 +13,12 @@
 //! - [`report`]: the figures of a run, as a human table and a JSON file.
 //! - [`scenario`]: `idle`, `relay`, `storm` and `churn`.
 //! - [`summary`]: Markdown tables (medians, spreads, ratios) from the JSON reports of a run.
+//! - [`plot`]: SVG charts (latency CDFs, memory per socket) from the JSON reports of a run.
 //! - [`clock`]: one monotonic clock shared by every task, so timestamps in payloads compare.
 
 pub mod client;
 pub mod clock;
+pub mod plot;
 pub mod procstat;
 pub mod report;
 pub mod scenario;

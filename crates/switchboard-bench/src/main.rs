@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use switchboard_bench::plot;
 use switchboard_bench::procstat::Watched;
 use switchboard_bench::report::BENCH_LABEL;
 use switchboard_bench::scenario::Target;
@@ -67,6 +68,19 @@ enum Scenario {
         /// ...by this label's.
         #[arg(long, default_value = "node")]
         denominator: String,
+        files: Vec<PathBuf>,
+    },
+    /// Draw SVG charts (latency CDFs, memory per socket) from JSON reports of earlier runs.
+    Plot {
+        /// Directory to write `latency-cdf.svg` and `memory-per-socket.svg` into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Server drawn and listed first...
+        #[arg(long, default_value = "switchboard")]
+        first: String,
+        /// ...and second; others follow by name.
+        #[arg(long, default_value = "node")]
+        second: String,
         files: Vec<PathBuf>,
     },
     /// Open N sockets and hold them: connect rate, failures, server RSS per socket.
@@ -164,6 +178,26 @@ async fn run(cli: Cli) -> ExitCode {
         print!("{}", summary::markdown(files, numerator, denominator));
         return ExitCode::SUCCESS;
     }
+    if let Scenario::Plot {
+        out,
+        first,
+        second,
+        files,
+    } = &cli.scenario
+    {
+        return match plot::render(files, out, first, second) {
+            Ok(written) => {
+                for path in written {
+                    println!("wrote {}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let urls = match NodeUrl::parse_list(&common.url) {
         Ok(urls) if !urls.is_empty() => urls,
         Ok(_) => {
@@ -199,7 +233,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
     let mut report = match cli.scenario {
-        Scenario::Summarize { .. } => return ExitCode::SUCCESS,
+        Scenario::Summarize { .. } | Scenario::Plot { .. } => return ExitCode::SUCCESS,
         Scenario::Idle {
             sockets,
             hold,

@@ -4,6 +4,11 @@
 //! memory, CPU) that vary from run to run. *Counts* are exact tallies of what was expected
 //! and what happened (sent, received, lost, wrong source, unexpected); any loss or
 //! misdelivery makes the run fail, whatever the figures say.
+//!
+//! For charts (see [`crate::plot`]) a report also keeps the shape behind some figures:
+//! *distributions* (a latency histogram as quantile → value points, so a later step can draw
+//! its CDF without the raw samples) and *curves* (a figure measured at several points of a
+//! run, such as memory per socket as sockets connect).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -24,6 +29,31 @@ pub struct Figure {
     pub unit: String,
 }
 
+/// Quantiles at which a distribution is kept: every percent, then finer into the tail (a CDF
+/// drawn from them shows both the body and the slow end), and the maximum (1.0).
+pub const DISTRIBUTION_QUANTILES: &[f64] = &[
+    0.001, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2,
+    0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.82, 0.84, 0.86, 0.88, 0.9,
+    0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
+];
+
+/// A distribution of values (a latency), as (quantile, value) points in increasing order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Distribution {
+    pub name: String,
+    pub unit: String,
+    pub quantiles: Vec<(f64, f64)>,
+}
+
+/// A figure measured at several points of one run: (x, y) in the order measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Curve {
+    pub name: String,
+    pub x_unit: String,
+    pub y_unit: String,
+    pub points: Vec<(f64, f64)>,
+}
+
 /// Everything one run found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -42,6 +72,10 @@ pub struct Report {
     pub must_be_zero: Vec<String>,
     /// Problems worth a line each (first few of each kind).
     pub notes: Vec<String>,
+    /// Latency distributions behind the percentile figures, for charts.
+    pub distributions: Vec<Distribution>,
+    /// Figures measured along the run, for charts.
+    pub curves: Vec<Curve>,
 }
 
 impl Report {
@@ -61,6 +95,8 @@ impl Report {
             counts: Vec::new(),
             must_be_zero: Vec::new(),
             notes: Vec::new(),
+            distributions: Vec::new(),
+            curves: Vec::new(),
         }
     }
 
@@ -87,7 +123,17 @@ impl Report {
         self.notes.push(note.into());
     }
 
-    /// p50/p90/p99/p99.9/max of a microsecond histogram, in milliseconds.
+    pub fn curve(&mut self, name: &str, x_unit: &str, y_unit: &str, points: Vec<(f64, f64)>) {
+        self.curves.push(Curve {
+            name: name.to_string(),
+            x_unit: x_unit.to_string(),
+            y_unit: y_unit.to_string(),
+            points,
+        });
+    }
+
+    /// p50/p90/p99/p99.9/max of a microsecond histogram, in milliseconds, and the histogram's
+    /// distribution at [`DISTRIBUTION_QUANTILES`] (named `prefix`).
     pub fn latency(&mut self, prefix: &str, histogram: &Histogram<u64>) {
         if histogram.is_empty() {
             return;
@@ -106,6 +152,15 @@ impl Report {
             histogram.max() as f64 / 1000.0,
             "ms",
         );
+        let quantiles = DISTRIBUTION_QUANTILES
+            .iter()
+            .map(|&q| (q, histogram.value_at_quantile(q) as f64 / 1000.0))
+            .collect();
+        self.distributions.push(Distribution {
+            name: prefix.to_string(),
+            unit: "ms".to_string(),
+            quantiles,
+        });
     }
 
     /// Figures between two snapshots: CPU-seconds and RSS per process and, when `per` is given

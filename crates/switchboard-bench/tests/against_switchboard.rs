@@ -115,6 +115,28 @@ async fn relay_delivers_every_envelope_with_its_source() {
     assert_eq!(report.count_of("received"), Some(sent));
     assert_eq!(report.count_of("wrong source"), Some(0));
     assert_eq!(report.count_of("out of order"), Some(0));
+    // The latency distribution behind the percentiles, for the charts: rising quantiles,
+    // values that never fall, ending at the maximum.
+    let latency = report
+        .distributions
+        .iter()
+        .find(|d| d.name == "latency")
+        .expect("a latency distribution");
+    assert!(
+        latency
+            .quantiles
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+    );
+    let max = report
+        .figures
+        .iter()
+        .find(|f| f.name == "latency max")
+        .unwrap();
+    assert_eq!(
+        latency.quantiles.last().map(|q| (q.0, q.1)),
+        Some((1.0, max.value))
+    );
 }
 
 /// A paced relay sends about the configured number of envelopes and delivers all of them.
@@ -186,4 +208,21 @@ async fn idle_holds_every_socket() {
     assert_passed(&report);
     assert_eq!(report.count_of("sockets held"), Some(50));
     assert!(report.figures.iter().any(|f| f.name == "switchboard rss"));
+    // Memory per socket read at every tenth of the sockets (the last point: after the hold,
+    // as the figure), for the charts.
+    let curve = report
+        .curves
+        .iter()
+        .find(|c| c.name == "rss per socket")
+        .expect("an rss per socket curve");
+    let sockets: Vec<f64> = curve.points.iter().map(|p| p.0).collect();
+    assert_eq!(sockets.len(), 10, "{sockets:?}");
+    assert!(sockets.windows(2).all(|w| w[0] <= w[1]), "{sockets:?}");
+    assert_eq!(sockets.last(), Some(&50.0));
+    let per_socket = report
+        .figures
+        .iter()
+        .find(|f| f.name == "rss per socket")
+        .unwrap();
+    assert_eq!(curve.points.last().map(|p| p.1), Some(per_socket.value));
 }

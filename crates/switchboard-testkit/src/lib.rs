@@ -12,6 +12,8 @@
 //! - [`Cluster`]: Redis plus several nodes sharing it, and the steps JavaScript scenarios ask
 //!   for (kill a node, restart Redis, run a Redis command).
 //! - [`Nginx`]: nginx configured by the shipped `docker/nginx.conf`, in front of test nodes.
+//! - [`Prometheus`]: Prometheus configured by the shipped `docker/prometheus/`, scraping test
+//!   nodes.
 //! - [`run_node_test`], [`run_node_test_with_steps`]: the socket.io JavaScript client tests.
 //! - [`wait_until`]: bounded polling.
 
@@ -20,6 +22,7 @@ mod js;
 mod nginx;
 mod node;
 mod port;
+mod prometheus;
 mod redis;
 mod redis_cluster;
 mod wait;
@@ -29,6 +32,7 @@ pub use js::{LIMITS_TEST_ARGS, js_dir, run_node_test, run_node_test_with_steps};
 pub use nginx::Nginx;
 pub use node::Node;
 pub use port::free_port;
+pub use prometheus::{PROMETHEUS_INTERVAL, Prometheus};
 pub use redis::{Redis, Reply};
 pub use redis_cluster::RedisCluster;
 pub use wait::wait_until;

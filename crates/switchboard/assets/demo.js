@@ -9,6 +9,9 @@
 //   #rtcio:message {source, data}   ⇄ descriptions and ICE candidates, relayed one to one
 //   media-state {roomId, mic, cam}  ⇄ the mic/cam badges on every tile
 //   #rtcio:peer-left / user-disconnected → the peer's connection ended (see `peerLeft`)
+//   switchboard:session {id, resume, resumed} ← switchboard's resumable sessions: we opt in
+//                                     with `auth.resume`, so a reconnect (a drained node, a
+//                                     network blip) keeps our peer id and nobody notices
 //
 // Negotiation follows the "perfect negotiation" pattern of the WebRTC specification: both
 // sides run the same code; offers come from `negotiationneeded`; when two offers cross, the
@@ -32,8 +35,12 @@ const call = {
   socket: null,
   roomId: '',
   name: '',
-  /** Our socket id; a new one after every signaling reconnect. */
+  /** Our peer id: our session's (kept across reconnects), or our socket id. */
   selfId: null,
+  /** The token that resumes our session on the next connection ('' before the first). */
+  resumeToken: '',
+  /** Whether the server gave us a resumable session (switchboard does; others do not). */
+  resumable: false,
   /** idle → connecting → connected ⇄ reconnecting; left; error */
   status: 'idle',
   localStream: null,
@@ -42,8 +49,11 @@ const call = {
   iceServers: [],
   /** Peers by socket id. */
   peers: new Map(),
-  /** Counts joins (one per socket connection); each peer connection remembers its own. */
+  /** Counts our peer ids (a new one per connection unless resumed); each peer connection
+   *  remembers the one it was made under. */
   session: 0,
+  /** RTCPeerConnections made so far (a test hook: a resumed session makes none). */
+  connectionsMade: 0,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -114,8 +124,22 @@ async function join(name, roomId) {
   setStatus('connecting');
 
   // WebSocket first, long-polling if that fails (e.g. a proxy without WebSocket support).
-  const socket = io({ transports: ['websocket', 'polling'], tryAllTransports: true });
+  // `auth` is a function so every reconnection presents the latest resume token.
+  const socket = io({
+    transports: ['websocket', 'polling'],
+    tryAllTransports: true,
+    auth: (cb) => cb({ resume: call.resumeToken }),
+  });
   call.socket = socket;
+  socket.on('switchboard:session', ({ id, resume, resumed }) => {
+    call.resumeToken = resume;
+    if (!resumed) {
+      // A new peer id: the others will meet us again, as a new peer.
+      if (call.resumable) call.session += 1;
+      call.selfId = id;
+    }
+    call.resumable = true;
+  });
   socket.on('connect', onConnect);
   socket.on('disconnect', (reason) => {
     if (call.socket !== socket) return;
@@ -154,10 +178,15 @@ async function join(name, roomId) {
   socket.on('error', ({ code, message, event }) => notice(`switchboard refused ${event}: ${code} (${message})`));
 }
 
-/** Every (re)connection is a new socket id, so the room is joined again. */
+/**
+ * Every (re)connection joins the room again: harmless when our session was resumed (the
+ * server only repeats the backfill), needed when it was not (a new peer id).
+ */
 function onConnect() {
-  call.session += 1;
-  call.selfId = call.socket.id;
+  if (!call.resumable) {
+    call.session += 1;
+    call.selfId = call.socket.id;
+  }
   setStatus('connected');
   joinRoom(call.socket);
 }
@@ -243,6 +272,7 @@ function ensurePeer(id) {
 function connectPeer(peer, { polite }) {
   peer.pc?.close();
   const pc = new RTCPeerConnection({ iceServers: call.iceServers });
+  call.connectionsMade += 1;
   Object.assign(peer, { pc, polite, session: call.session, makingOffer: false, ignoreOffer: false, mediaAdded: false, gone: false });
   const send = (data) => call.socket?.emit('#rtcio:message', { source: call.selfId, target: peer.id, data });
 
@@ -420,6 +450,9 @@ window.demo = {
       connectionState: p.pc?.connectionState ?? null,
     })),
   }),
+  /** RTCPeerConnections not closed, and how many were made since the page loaded. */
+  connections: () => [...call.peers.values()].filter((p) => p.pc && p.pc.signalingState !== 'closed').length,
+  connectionsMade: () => call.connectionsMade,
   /** Video frames decoded so far from `peerId` (inbound-rtp statistics). */
   framesDecoded: async (peerId) => {
     const pc = call.peers.get(peerId)?.pc;

@@ -18,7 +18,9 @@ use crate::cluster::{Cluster, ClusterAdapter, InvalidRedisUrl, NodeIdentity};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::http;
+use crate::lifecycle::{Lifecycle, Phase};
 use crate::rooms::{MemoryRoomStore, RoomStore, now_ms};
+use crate::sessions::{SessionDirectory, Sessions};
 use crate::signaling::{self, Limits, Signaling};
 
 /// Bytes tungstenite allocates per WebSocket for reading, and reads per syscall at most
@@ -106,10 +108,14 @@ impl App {
     /// handlers, so departures would go unannounced until a survivor reaped this node.
     async fn close(&self, deadline: tokio::time::Instant) {
         let signaling = &self.state.signaling;
-        signaling.end_sessions();
+        signaling.lifecycle.advance(Phase::Closing);
         while signaling.connected_sockets() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        // What was queued for long-polling clients before their sessions ended goes out with
+        // their next poll; resumable sessions keep everything after that.
+        let flush = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(flush.min(crate::connections::FLUSH_BEFORE_CUT)).await;
         match &self.sockets {
             Sockets::Single(io) => io.close().await,
             Sockets::Cluster(io) => io.close().await,
@@ -167,13 +173,24 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
                 .max_incoming_binary_buf_size(MAX_BINARY_BYTES)
                 .packet_completion_timeout(PARTIAL_PACKET_TIMEOUT),
         );
-    let signaling_with = |store: Arc<dyn RoomStore>| {
-        Arc::new(Signaling::new(store, node.id.clone(), limits, verifier))
+    let grace = config.resume_grace();
+    let lifecycle = Lifecycle::default();
+    let signaling_with = |store: Arc<dyn RoomStore>,
+                          directory: Option<Arc<dyn SessionDirectory>>| {
+        let sessions = Sessions::new(grace, directory);
+        Arc::new(Signaling::new(
+            store,
+            sessions,
+            node.id.clone(),
+            limits,
+            verifier,
+            lifecycle.clone(),
+        ))
     };
 
     let (state, router, sockets) = match &config.redis_url {
         None => {
-            let signaling = signaling_with(Arc::new(MemoryRoomStore::new()));
+            let signaling = signaling_with(Arc::new(MemoryRoomStore::new()), None);
             let (layer, io) = sockets.build_layer();
             io.ns("/", signaling::connect_handler(signaling.clone()));
             let state = AppState::new(config, signaling, node, None);
@@ -185,7 +202,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         }
         Some(url) => {
             let cluster = Arc::new(Cluster::open(url, node.clone(), config.node_ttl()).await?);
-            let signaling = signaling_with(cluster.store.clone());
+            let signaling = signaling_with(cluster.store.clone(), Some(cluster.sessions.clone()));
             let (layer, io) = sockets
                 .with_adapter::<ClusterAdapter>(cluster.adapter())
                 .build_layer();
@@ -226,12 +243,18 @@ impl AppState {
         node: NodeIdentity,
         cluster: Option<Arc<Cluster>>,
     ) -> Arc<Self> {
+        let drain = Drain::new(
+            signaling.lifecycle.clone(),
+            config.drain_wait(),
+            config.drain_spread(),
+        );
         Arc::new(Self {
+            drain: Arc::new(drain),
             signaling,
             started: Instant::now(),
             node,
             cluster,
-            drain: Arc::new(Drain::new(config.drain_wait(), config.drain_spread())),
+
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
             ice_servers: config.ice_servers.clone(),
             allowed_origins: (!config.cors_allows_any()).then(|| config.cors_origins.clone()),

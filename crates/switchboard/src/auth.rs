@@ -21,6 +21,9 @@ pub struct Grant {
     /// (see `signaling::expiry`). Absent in unauthenticated mode.
     #[serde(default)]
     pub exp: Option<u64>,
+    /// The token's subject: a resumable session resumes only with a token of the same one.
+    #[serde(default)]
+    pub sub: Option<String>,
 }
 
 impl Grant {
@@ -29,6 +32,7 @@ impl Grant {
         Grant {
             rooms: None,
             exp: None,
+            sub: None,
         }
     }
 

@@ -97,9 +97,15 @@ pub struct Config {
 
     /// Seconds without a heartbeat after which a node counts as dead and a surviving node
     /// removes its members from their rooms (nodes heartbeat every fifth of this). Ghosts of
-    /// a crashed node are gone within about this plus one heartbeat.
-    #[arg(long, env = "NODE_TTL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    /// a crashed node are gone within about this plus one heartbeat (resumable sessions get
+    /// their --resume-grace first).
+    #[arg(long, env = "NODE_TTL", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub node_ttl: u64,
+
+    /// Seconds a resumable session (a client that sent `resume` in its handshake auth) stays
+    /// resumable after losing its connection, before its departure is announced.
+    #[arg(long, env = "RESUME_GRACE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub resume_grace: u64,
 
     /// The URL clients and operators reach this node at, as listed by `GET /cluster`.
     /// Default: `http://<host>:<port>`.
@@ -320,6 +326,10 @@ impl Config {
         Duration::from_secs(self.node_ttl)
     }
 
+    pub fn resume_grace(&self) -> Duration {
+        Duration::from_secs(self.resume_grace)
+    }
+
     pub fn drain_wait(&self) -> Duration {
         Duration::from_secs(self.drain_wait)
     }
@@ -376,7 +386,8 @@ mod tests {
         assert_eq!(default_of("ping-interval"), "25");
         assert_eq!(default_of("ping-timeout"), "20");
         assert_eq!(default_of("max-buffered-packets"), "4096");
-        assert_eq!(default_of("node-ttl"), "10");
+        assert_eq!(default_of("node-ttl"), "4");
+        assert_eq!(default_of("resume-grace"), "30");
         assert_eq!(default_of("region"), "default");
         assert_eq!(default_of("max-outgoing-bytes"), "1048576");
         assert_eq!(default_of("handshake-timeout"), "10");

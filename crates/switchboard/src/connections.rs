@@ -42,6 +42,11 @@ use crate::outgoing::Outgoing;
 #[derive(Debug, Default)]
 pub struct Cut {
     cut: AtomicBool,
+    /// Set when a drain has chosen this connection and cuts it in a moment (see
+    /// [`WebSockets::cut`]); it no longer counts as open.
+    leaving: AtomicBool,
+    /// The socket.io socket this connection's WebSocket carries, once known.
+    socket: Mutex<Option<String>>,
     /// The task reading the connection, woken by [`Cut::cut`] so it sees end-of-file now
     /// rather than at the next byte from the client.
     reader: AtomicWaker,
@@ -86,9 +91,27 @@ impl Cut {
     }
 
     pub fn is_cut(&self) -> bool {
-        self.cut.load(Ordering::Acquire)
+        self.cut.load(Ordering::Acquire) || self.leaving.load(Ordering::Acquire)
+    }
+
+    /// Records which socket.io socket this connection's WebSocket carries. A connection may
+    /// have carried long-polling requests of other sockets before its upgrade request (a
+    /// proxy reuses connections), so the WebSocket's socket replaces whatever was there.
+    pub fn carries(&self, socket: &str) {
+        *self.socket.lock().unwrap_or_else(|p| p.into_inner()) = Some(socket.to_owned());
+    }
+
+    fn socket(&self) -> Option<String> {
+        self.socket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
+
+/// How long a connection whose socket asked for it gets between being chosen by a drain and
+/// its cut: what was already queued for the client goes out first.
+pub const FLUSH_BEFORE_CUT: Duration = Duration::from_millis(150);
 
 /// A TCP listener whose connections can be cut, with TCP_NODELAY set on each, whose unsent
 /// bytes are bounded (see [`crate::outgoing`]) and which closes connections past their
@@ -325,22 +348,39 @@ impl WebSockets {
             .count()
     }
 
-    /// Cuts up to `n` open WebSocket connections; returns how many it cut.
-    pub fn cut(&self, n: usize) -> usize {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let mut done = 0;
-        open.retain(|weak| {
-            let Some(cut) = weak.upgrade() else {
-                return false;
-            };
-            if done < n && !cut.is_cut() {
+    /// Cuts up to `n` open WebSocket connections; returns how many it cut. `leaving` is told
+    /// the socket each carries first; when it answers true (a resumable session, which now
+    /// keeps what is addressed to it), the cut waits [`FLUSH_BEFORE_CUT`] so that what was
+    /// queued for the client reaches it.
+    pub fn cut(&self, n: usize, leaving: impl Fn(&str) -> bool) -> usize {
+        let chosen: Vec<Arc<Cut>> = {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            let mut chosen = Vec::new();
+            open.retain(|weak| {
+                let Some(cut) = weak.upgrade() else {
+                    return false;
+                };
+                if chosen.len() < n && !cut.is_cut() {
+                    chosen.push(cut);
+                    return false;
+                }
+                true
+            });
+            chosen
+        };
+        for cut in &chosen {
+            if cut.socket().is_some_and(|socket| leaving(&socket)) {
+                cut.leaving.store(true, Ordering::Release);
+                let cut = cut.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(FLUSH_BEFORE_CUT).await;
+                    cut.cut();
+                });
+            } else {
                 cut.cut();
-                done += 1;
-                return false;
             }
-            true
-        });
-        done
+        }
+        chosen.len()
     }
 }
 
@@ -360,12 +400,31 @@ mod tests {
             sockets.register(&closed);
         }
         assert_eq!(sockets.open(), 5);
-        assert_eq!(sockets.cut(2), 2);
+        assert_eq!(sockets.cut(2, |_| false), 2);
         assert_eq!(sockets.open(), 3);
         assert_eq!(live.iter().filter(|c| c.is_cut()).count(), 2);
-        assert_eq!(sockets.cut(10), 3);
+        assert_eq!(sockets.cut(10, |_| false), 3);
         assert_eq!(sockets.open(), 0);
-        assert_eq!(sockets.cut(1), 0);
+        assert_eq!(sockets.cut(1, |_| false), 0);
+    }
+
+    /// A connection whose socket is leaving (a resumable session) is cut a moment later, so
+    /// what was queued for its client goes out first; it stops counting as open at once.
+    #[tokio::test]
+    async fn leaving_sockets_are_cut_after_a_flush() {
+        let sockets = WebSockets::default();
+        let resumable = Arc::new(Cut::default());
+        resumable.carries("s1");
+        let stock = Arc::new(Cut::default());
+        stock.carries("s2");
+        sockets.register(&resumable);
+        sockets.register(&stock);
+        assert_eq!(sockets.cut(2, |socket| socket == "s1"), 2);
+        assert!(stock.cut.load(Ordering::Acquire));
+        assert!(!resumable.cut.load(Ordering::Acquire));
+        assert_eq!(sockets.open(), 0);
+        tokio::time::sleep(FLUSH_BEFORE_CUT * 2).await;
+        assert!(resumable.cut.load(Ordering::Acquire));
     }
 
     #[tokio::test]

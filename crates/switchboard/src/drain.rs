@@ -16,30 +16,20 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::connections::WebSockets;
+use crate::lifecycle::{Lifecycle, Phase};
 use crate::signaling::Signaling;
 
 /// How often the move phase cuts a batch.
 const MOVE_TICK: Duration = Duration::from_millis(250);
 
-/// Where a node is in its drain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    Serving,
-    Waiting,
-    Moving,
-    Closing,
-}
-
 /// The drain state of this node, shared by the HTTP handlers, the cordon middleware and
 /// `main`.
 #[derive(Debug)]
 pub struct Drain {
-    phase: watch::Sender<Phase>,
+    lifecycle: Lifecycle,
     /// Connections carrying a WebSocket: what the move phase cuts.
     pub websockets: WebSockets,
     wait: Duration,
@@ -47,9 +37,9 @@ pub struct Drain {
 }
 
 impl Drain {
-    pub fn new(wait: Duration, spread: Duration) -> Self {
+    pub fn new(lifecycle: Lifecycle, wait: Duration, spread: Duration) -> Self {
         Self {
-            phase: watch::Sender::new(Phase::Serving),
+            lifecycle,
             websockets: WebSockets::default(),
             wait,
             spread,
@@ -57,22 +47,16 @@ impl Drain {
     }
 
     pub fn phase(&self) -> Phase {
-        *self.phase.borrow()
+        self.lifecycle.phase()
     }
 
     pub fn is_draining(&self) -> bool {
-        self.phase() != Phase::Serving
+        self.lifecycle.is_draining()
     }
 
     /// Cordons the node. Returns false if it was draining already.
     pub fn begin(&self) -> bool {
-        let begun = self.phase.send_if_modified(|phase| {
-            let serving = *phase == Phase::Serving;
-            if serving {
-                *phase = Phase::Waiting;
-            }
-            serving
-        });
+        let begun = self.lifecycle.advance(Phase::Waiting);
         if begun {
             crate::metrics::set_draining(true);
         }
@@ -81,8 +65,7 @@ impl Drain {
 
     /// Resolves once the drain has begun, however it was started.
     pub async fn begun(&self) {
-        let mut phase = self.phase.subscribe();
-        let _ = phase.wait_for(|p| *p != Phase::Serving).await;
+        self.lifecycle.reached(Phase::Waiting).await;
     }
 
     /// The wait and move phases. Returns the deadline by which the caller must have closed
@@ -105,8 +88,7 @@ impl Drain {
             return deadline;
         }
 
-        self.phase.send_replace(Phase::Moving);
-        crate::metrics::set_moving();
+        self.lifecycle.advance(Phase::Moving);
         // The last fifth of the spread is left for the moved sockets' sessions to end (each
         // announces its departure and updates room state) and for closing the rest.
         let moving = self.spread.saturating_sub(self.spread / 5);
@@ -125,10 +107,12 @@ impl Drain {
             // Even batches over the ticks left, recomputed as sockets also leave on their own.
             let open = self.websockets.open();
             let batch = open.div_ceil(ticks - tick);
-            let cut = self.websockets.cut(batch);
+            let cut = self
+                .websockets
+                .cut(batch, |socket| signaling.sessions.leave(socket));
             tracing::debug!(cut, open, "draining: cut a batch of WebSockets");
         }
-        self.phase.send_replace(Phase::Closing);
+        self.lifecycle.advance(Phase::Closing);
         tracing::info!(
             sockets = sockets(),
             "draining: closing the remaining sockets"
@@ -143,7 +127,7 @@ mod tests {
 
     #[test]
     fn begins_once() {
-        let drain = Drain::new(Duration::ZERO, Duration::ZERO);
+        let drain = Drain::new(Lifecycle::default(), Duration::ZERO, Duration::ZERO);
         assert!(!drain.is_draining());
         assert!(drain.begin());
         assert!(drain.is_draining());

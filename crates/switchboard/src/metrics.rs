@@ -23,6 +23,9 @@
 //! | `switchboard_bus_messages_lost_total` | counter (cluster mode only) | |
 //! | `switchboard_bus_publishes_skipped_total` | counter (cluster mode only) | |
 //! | `switchboard_ghosts_reaped_total` | counter | |
+//! | `switchboard_sessions_resumed_total` | counter | |
+//! | `switchboard_sessions_parked_total` | counter | |
+//! | `switchboard_sessions_ended_total` | counter | `reason`: `expired`, `overflow` |
 //! | `switchboard_build_info` | gauge, always 1 | `version`, `node` |
 //! | `switchboard_start_time_seconds` | gauge | |
 //!
@@ -58,6 +61,8 @@ use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use quanta::Instant;
 use switchboard_protocol::ErrorCode;
+
+use crate::lifecycle::Phase;
 use switchboard_protocol::inbound::names;
 
 /// The process's recorder. Built lazily so that linking the library costs nothing.
@@ -168,12 +173,12 @@ impl DisconnectCause {
     }
 }
 
-impl From<socketioxide::socket::DisconnectReason> for DisconnectCause {
-    fn from(reason: socketioxide::socket::DisconnectReason) -> Self {
+impl DisconnectCause {
+    /// The cause of a disconnect socketioxide reports for `reason`, while the node is in
+    /// `phase`: transport closes while the node moves or closes its sockets are its own doing.
+    pub fn of(reason: socketioxide::socket::DisconnectReason, phase: Phase) -> Self {
         use socketioxide::socket::DisconnectReason as R;
-        if MOVING.load(std::sync::atomic::Ordering::Relaxed)
-            && matches!(reason, R::TransportClose | R::TransportError)
-        {
+        if phase >= Phase::Moving && matches!(reason, R::TransportClose | R::TransportError) {
             return DisconnectCause::ServerDisconnect;
         }
         match reason {
@@ -356,6 +361,9 @@ struct Handles {
     refused: [Counter; ErrorCode::ALL.len()],
     redis_errors: [Counter; RedisError::ALL.len()],
     ghosts_reaped: Counter,
+    sessions_resumed: Counter,
+    sessions_parked: Counter,
+    sessions_ended: [Counter; 2],
     draining: Gauge,
     cuts: [Counter; CutReason::ALL.len()],
     handshakes_refused: [Counter; HandshakeRefusal::ALL.len()],
@@ -379,6 +387,10 @@ impl Handles {
             redis_errors: RedisError::ALL
                 .map(|k| metrics::counter!("switchboard_redis_errors_total", "kind" => k.name())),
             ghosts_reaped: metrics::counter!("switchboard_ghosts_reaped_total"),
+            sessions_resumed: metrics::counter!("switchboard_sessions_resumed_total"),
+            sessions_parked: metrics::counter!("switchboard_sessions_parked_total"),
+            sessions_ended: ["expired", "overflow"]
+                .map(|r| metrics::counter!("switchboard_sessions_ended_total", "reason" => r)),
             draining: metrics::gauge!("switchboard_draining"),
             cuts: CutReason::ALL.map(|r| {
                 metrics::counter!("switchboard_connections_cut_total", "reason" => r.name())
@@ -440,6 +452,18 @@ fn describe() {
     describe_counter!(
         "switchboard_ghosts_reaped_total",
         "Members of dead nodes this node removed from their rooms"
+    );
+    describe_counter!(
+        "switchboard_sessions_resumed_total",
+        "Resumable sessions continued by a new connection on this node"
+    );
+    describe_counter!(
+        "switchboard_sessions_parked_total",
+        "Resumable sessions whose connection was lost, kept for --resume-grace"
+    );
+    describe_counter!(
+        "switchboard_sessions_ended_total",
+        "Parked sessions whose departure this node announced: grace expired, or too much kept"
     );
     describe_gauge!(
         "switchboard_draining",
@@ -525,13 +549,20 @@ pub fn ghosts_reaped(count: usize) {
     HANDLES.ghosts_reaped.increment(count as u64);
 }
 
-/// Set once a draining node starts cutting connections: the transport closes that follow
-/// are its own doing, not the network's.
-static MOVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// A resumable session was continued by a new connection.
+pub fn session_resumed() {
+    HANDLES.sessions_resumed.increment(1);
+}
 
-/// The drain entered its move phase (see [`DisconnectCause::ServerDisconnect`]).
-pub fn set_moving() {
-    MOVING.store(true, std::sync::atomic::Ordering::Relaxed);
+/// A resumable session lost its connection and waits to be resumed.
+pub fn session_parked() {
+    HANDLES.sessions_parked.increment(1);
+}
+
+/// A parked session ended: not resumed in time (`overflow`: false), or too much was kept
+/// for it (`overflow`: true).
+pub fn session_ended(overflow: bool) {
+    HANDLES.sessions_ended[usize::from(overflow)].increment(1);
 }
 
 /// Whether this node is draining: called by the drain when it begins (and ends, if ever).

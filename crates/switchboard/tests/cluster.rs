@@ -180,6 +180,27 @@ fn redis_restart() {
     assert_all_running(&mut cluster);
 }
 
+/// Session resume: an opted-in client keeps its peer id across a drain, a SIGKILL and a
+/// dropped transport, relays sent meanwhile arrive in order, and partners notice nothing;
+/// bad tokens get a fresh session; the departure is announced once the grace is over.
+#[test]
+fn session_resume() {
+    let mut cluster = Cluster::start(
+        BIN,
+        2,
+        &[
+            "--resume-grace",
+            "4",
+            "--drain-wait",
+            "0",
+            "--drain-spread",
+            "1",
+        ],
+    );
+    run_scenario(&mut cluster, "resume.test.mjs", "websocket");
+    assert_all_running(&mut cluster);
+}
+
 /// 20,000 relays from one node to another as fast as the sender may go: all delivered, in
 /// order, and the receiving node still hears the cluster afterwards.
 #[test]

@@ -55,9 +55,23 @@ fn demo_call(cluster: &mut Cluster, page_urls: &[String]) {
 /// page's node, a late joiner on the first node sees both with their current mic/cam, a
 /// closed tab's tile goes within 5 s, and a crashed tab's tile stays while its media flows
 /// and goes once the connection reports trouble.
+/// The nodes of the browser calls: a drain that moves alice at once, and a resume grace short
+/// enough that the crashed tab's departure (announced when its grace ends) falls within the
+/// test's bound, and long enough for alice's drained node to come back.
+const CALL_ARGS: &[&str] = &[
+    "--ice-servers",
+    "[]",
+    "--drain-wait",
+    "0",
+    "--drain-spread",
+    "1",
+    "--resume-grace",
+    "8",
+];
+
 #[test]
 fn browser_call_across_two_nodes() {
-    let mut cluster = Cluster::start(BIN, 2, &["--ice-servers", "[]"]);
+    let mut cluster = Cluster::start(BIN, 2, CALL_ARGS);
     let urls: Vec<String> = cluster.nodes.iter().map(Node::url).collect();
     demo_call(
         &mut cluster,
@@ -70,7 +84,7 @@ fn browser_call_across_two_nodes() {
 /// would send every page to the same node, and the call must still cross nodes.
 #[test]
 fn browser_call_through_nginx() {
-    let mut cluster = Cluster::start(BIN, 2, &["--ice-servers", "[]"]);
+    let mut cluster = Cluster::start(BIN, 2, CALL_ARGS);
     let proxies: Vec<Nginx> = cluster
         .nodes
         .iter()

@@ -44,24 +44,50 @@ fn auth() {
     run_node_test("auth.test.mjs", &vars);
 }
 
-/// The README's example, a plain socket.io-client script, joins, gets backfill and relays an
-/// offer.
-#[test]
-fn readme_example_script() {
-    let node = Node::spawn(BIN, &[]);
-    let script = switchboard_testkit::js_dir().join("../../examples/two-peers.mjs");
+/// Runs `examples/<name>` against `node` and returns what it printed, failing the test if
+/// the script failed.
+fn run_example(name: &str, node: &Node) -> String {
+    let script = switchboard_testkit::js_dir()
+        .join("../../examples")
+        .join(name);
     let output = std::process::Command::new("node")
         .arg(&script)
         .arg(node.url())
         .output()
         .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "example failed: {stdout}\n{}",
+        "{name} failed: {stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+/// The README's example, a plain socket.io-client script, joins, gets backfill and relays an
+/// offer.
+#[test]
+fn readme_example_script() {
+    let node = Node::spawn(BIN, &[]);
+    let stdout = run_example("two-peers.mjs", &node);
     assert!(stdout.contains("bob: backfill"), "{stdout}");
     assert!(stdout.contains("cam: true"), "{stdout}");
     assert!(stdout.contains(r#""type":"offer""#), "{stdout}");
+}
+
+/// examples/resume.mjs: a client that opts in to resumable sessions loses its transport,
+/// reconnects by itself and keeps its peer id; the relay sent meanwhile reaches it, and its
+/// partner hears of no departure.
+#[test]
+fn resume_example_script() {
+    let node = Node::spawn(BIN, &[]);
+    let stdout = run_example("resume.mjs", &node);
+    assert!(stdout.contains("(resumed: true)"), "{stdout}");
+    assert!(
+        stdout.contains("same peer id after the reconnect: true"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"{"during":"the gap"}"#), "{stdout}");
+    assert!(!stdout.contains("bob: user-disconnected"), "{stdout}");
+    assert!(!stdout.contains("bob: #rtcio:peer-left"), "{stdout}");
 }

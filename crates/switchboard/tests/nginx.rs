@@ -41,6 +41,14 @@ fn rolling_restart() {
     run(&mut cluster, &nginx, "rolling-restart.test.mjs", &[]);
 }
 
+/// The same rolling restart with clients that opt in to resumable sessions: no peer id
+/// changes, no departure is heard, no acknowledged relay is lost.
+#[test]
+fn rolling_restart_with_resumable_sessions() {
+    let (mut cluster, nginx) = cluster_behind_nginx(&["--drain-wait", "1", "--drain-spread", "3"]);
+    run(&mut cluster, &nginx, "rolling-restart-resume.test.mjs", &[]);
+}
+
 /// SIGTERM on a node holding 1,000 sockets: it exits within drain-wait + drain-spread and
 /// every client is back in its room on another node.
 #[test]

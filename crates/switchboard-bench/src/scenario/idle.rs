@@ -4,6 +4,11 @@
 //! The server's RSS is sampled before the first connect and after every socket has been
 //! connected and the server had `settle` to finish its work; the growth divided by the
 //! sockets held is the memory per idle socket.
+//!
+//! Memory per socket is also read along the way, each time another tenth of the sockets has
+//! connected (growth so far divided by sockets connected so far), and reported as the curve
+//! `rss per socket` (ending with the figure after the hold): how the cost per socket changes
+//! with the socket count, which the charts in `docs/benchmarks.md` show.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,10 +107,21 @@ pub async fn run(target: &Target, options: &IdleOptions) -> Report {
     let deadline = tokio::time::sleep(options.connect_deadline);
     tokio::pin!(deadline);
     let mut finished = 0;
+    let mut rss_curve = Vec::new();
+    let checkpoint = options.sockets.div_ceil(10).max(1);
     while finished < options.sockets {
         tokio::select! {
             got = done_rx.recv() => match got {
-                Some(()) => finished += 1,
+                Some(()) => {
+                    finished += 1;
+                    if finished % checkpoint == 0 && finished < options.sockets {
+                        let now = connected.load(Ordering::Relaxed);
+                        let growth = server_growth(&before, &Snapshot::take(&target.watched));
+                        if now > 0 {
+                            rss_curve.push((now as f64, growth as f64 / now as f64 / 1000.0));
+                        }
+                    }
+                }
                 None => break,
             },
             _ = &mut deadline => break,
@@ -126,17 +142,12 @@ pub async fn run(target: &Target, options: &IdleOptions) -> Report {
         "conn/s",
     );
     let deltas = after.since(&before);
-    let total_growth: i64 = deltas
-        .iter()
-        .filter(|(label, _, _)| label != BENCH_LABEL)
-        .map(|(_, growth, _)| growth)
-        .sum();
+    let total_growth = server_growth(&before, &after);
     if held > 0 && !deltas.is_empty() {
-        report.figure(
-            "rss per socket",
-            total_growth as f64 / held as f64 / 1000.0,
-            "KB",
-        );
+        let per_socket = total_growth as f64 / held as f64 / 1000.0;
+        report.figure("rss per socket", per_socket, "KB");
+        rss_curve.push((held as f64, per_socket));
+        report.curve("rss per socket", "sockets", "KB", rss_curve);
     }
     for (label, rss_growth, cpu) in deltas {
         report.figure(
@@ -167,4 +178,14 @@ pub async fn run(target: &Target, options: &IdleOptions) -> Report {
     .await;
     holders.abort_all();
     report
+}
+
+/// RSS growth of every watched server process (all but the bench) between two snapshots.
+fn server_growth(before: &Snapshot, after: &Snapshot) -> i64 {
+    after
+        .since(before)
+        .iter()
+        .filter(|(label, _, _)| label != BENCH_LABEL)
+        .map(|(_, growth, _)| growth)
+        .sum()
 }

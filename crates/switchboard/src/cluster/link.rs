@@ -135,6 +135,28 @@ impl RedisLink {
         })
     }
 
+    /// Runs a Lua script by its hash, sending its source only when Redis does not know it yet
+    /// (first use, or after Redis restarted).
+    pub async fn run_script(
+        &self,
+        script: &fred::types::scripts::Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<fred::types::Value, fred::error::Error> {
+        use fred::interfaces::LuaInterface;
+        let redis = self.commands();
+        match redis
+            .evalsha(script.sha1().clone(), keys.clone(), args.clone())
+            .await
+        {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                let source = script.lua().cloned().unwrap_or_default();
+                redis.eval(source, keys, args).await
+            }
+            other => other,
+        }
+    }
+
     /// The raw command client, for the few calls that need fred's own helpers.
     pub fn command_client(&self) -> &Client {
         &self.commands

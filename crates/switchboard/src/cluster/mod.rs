@@ -6,6 +6,7 @@
 //! - [`bus`]: socketioxide-redis's pub/sub driver over fred, so an emit to a room or a socket
 //!   reaches it on whichever node it is connected to.
 //! - room state: [`crate::rooms::RedisRoomStore`], so every node sees who is in a room.
+//! - [`mail`]: messages to one node, for resumable sessions (see `crate::sessions`).
 //! - [`registry`]: which nodes are alive, so a survivor can clean up after a crashed one.
 //! - [`upkeep`]: the node's upkeep loop ([`Cluster::run`]), which heartbeats, resynchronises
 //!   this node's members into Redis after every (re)connection, and reaps dead nodes.
@@ -15,6 +16,7 @@
 
 mod bus;
 mod link;
+mod mail;
 mod registry;
 mod upkeep;
 
@@ -27,10 +29,15 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 
 pub use bus::RedisBus;
 pub use link::{InvalidRedisUrl, RedisLink};
+pub use mail::{Mail, mail_channel};
 pub use registry::{NodeInfo, NodeRegistry};
 
 use crate::rooms::{RedisRoomStore, now_ms};
+use crate::sessions::RedisSessionDirectory;
 use crate::signaling::Signaling;
+
+/// How long a leaving node waits for the mail it received to be handled.
+const MAIL_FLUSH: Duration = Duration::from_secs(2);
 
 /// How long a starting node waits for Redis before it serves anyway.
 const STARTUP_WAIT: Duration = Duration::from_secs(3);
@@ -67,12 +74,15 @@ pub struct Cluster {
     pub link: RedisLink,
     pub bus: RedisBus,
     pub store: Arc<RedisRoomStore>,
+    pub sessions: Arc<RedisSessionDirectory>,
     pub registry: NodeRegistry,
     pub node: NodeIdentity,
     /// A node silent this long is dead.
     ttl: Duration,
     /// Set when the node starts draining; heartbeats carry it to `GET /cluster`.
     draining: AtomicBool,
+    /// Closed once the mail reader has handled every message this node will receive.
+    mail_read: tokio::sync::watch::Sender<bool>,
 }
 
 impl Cluster {
@@ -88,14 +98,21 @@ impl Cluster {
         if !link.wait_up(STARTUP_WAIT).await {
             tracing::warn!("Redis not reachable yet; serving local rooms only until it is");
         }
+        let store = Arc::new(RedisRoomStore::new(link.clone(), node.id.clone()));
         Ok(Self {
             bus: RedisBus::start(link.clone()),
-            store: Arc::new(RedisRoomStore::new(link.clone(), node.id.clone())),
+            sessions: Arc::new(RedisSessionDirectory::new(
+                link.clone(),
+                node.id.clone(),
+                store.clone(),
+            )),
+            store,
             registry: NodeRegistry::new(link.clone(), ttl),
             link,
             node,
             ttl,
             draining: AtomicBool::new(false),
+            mail_read: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -128,6 +145,14 @@ impl Cluster {
     /// Leaves the cluster cleanly: removes this node from the registry, so nobody waits for
     /// its heartbeat to expire. Its members are gone already (their sockets were closed).
     pub async fn leave(&self) {
+        // Mail for sessions that were here: stop receiving it (senders then keep it for the
+        // sessions in Redis), and handle what already arrived before exiting.
+        let channel = mail_channel(&self.node.id);
+        if let Err(e) = socketioxide_redis::drivers::Driver::unsubscribe(&self.bus, channel).await {
+            tracing::warn!(error = %e, "could not stop receiving node mail");
+        }
+        let mut read = self.mail_read.subscribe();
+        let _ = tokio::time::timeout(MAIL_FLUSH, read.wait_for(|done| *done)).await;
         if let Err(e) = self.store.resync().await {
             tracing::warn!(error = %e, "could not remove this node's members from Redis");
         }

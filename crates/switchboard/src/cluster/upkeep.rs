@@ -7,16 +7,24 @@
 //! outage, once they can have resubscribed, and (4) reaps dead nodes. See
 //! docs/architecture.md, "Node registry and crash cleanup".
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use socketioxide::SocketIo;
+use socketioxide_redis::drivers::Driver;
 use tokio::sync::broadcast;
 
-use super::{Cluster, ClusterAdapter};
+use super::{Cluster, ClusterAdapter, Mail, bus, mail_channel};
 use crate::metrics;
-use crate::rooms::{Departure, Unheard};
+use crate::rooms::{Departure, Unheard, now_ms};
+use crate::sessions::{Orphan, Roster};
 use crate::signaling::{self, Signaling};
+
+/// How long after its grace a parked session is left to the node that parked it before any
+/// node's sweep ends it (that node may have crashed).
+const SWEEP_MARGIN_MS: u64 = 2000;
 
 /// How long after its own reconnection a node waits before telling the others what they
 /// missed during an outage: pub/sub keeps nothing, so they must have resubscribed first, and
@@ -49,6 +57,7 @@ impl Cluster {
     /// Redis comes back after a long outage every heartbeat has expired, and the living nodes
     /// must get the chance to heartbeat again before anyone is declared dead.
     pub fn run(self: Arc<Self>, io: SocketIo<ClusterAdapter>, signaling: Arc<Signaling>) {
+        tokio::spawn(self.clone().read_mail(signaling.clone()));
         tokio::spawn(async move {
             let mut connected = self.link.connected();
             let mut ticks = tokio::time::interval(self.heartbeat_every());
@@ -95,6 +104,11 @@ impl Cluster {
                 "room state written to Redis"
             );
             announce(io, &resynced.stale).await;
+            let mut departed = Vec::new();
+            let node = self.node.id.clone();
+            self.park_orphans(&node, resynced.orphaned, signaling, &mut departed)
+                .await;
+            announce(io, &departed).await;
             let mut unheard = resynced.unheard;
             if let Some((_, earlier)) = upkeep.missed.take() {
                 unheard.departures.extend(earlier.departures);
@@ -126,9 +140,80 @@ impl Cluster {
             .in_sync_since
             .is_some_and(|t| t.elapsed() >= self.ttl)
         {
-            self.reap_dead(io).await;
+            self.reap_dead(io, signaling).await;
+            self.end_due_sessions(io, signaling).await;
         }
         Next::OnTick
+    }
+
+    /// Handles the mail addressed to this node (see `mail`), until the process ends.
+    async fn read_mail(self: Arc<Self>, signaling: Arc<Signaling>) {
+        let channel = mail_channel(&self.node.id);
+        let mut inbox = match self.bus.subscribe(channel, bus::STREAM_BUFFER).await {
+            Ok(inbox) => inbox,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot receive node mail; resumable sessions degrade");
+                return;
+            }
+        };
+        while let Some((_, bytes)) = inbox.next().await {
+            match Mail::decode(&bytes) {
+                Some(Mail::Deliver {
+                    peer,
+                    event,
+                    payload,
+                }) => {
+                    // In its own task: a session being kept in Redis must not hold up the
+                    // others. Events for one session arrive from one sender's node in order
+                    // and are handed on in order unless its session is parked.
+                    let result =
+                        signaling::to_session(&signaling, &peer, &event, payload, None).await;
+                    if let Err(e) = result {
+                        tracing::warn!(peer, event, error = %e, "event for a session lost");
+                    }
+                }
+                Some(Mail::Moved { peer }) => {
+                    if signaling.sessions.moved_away(&peer) {
+                        let rooms = signaling.store.release(&peer).await;
+                        tracing::info!(
+                            peer,
+                            rooms = rooms.len(),
+                            "session resumed on another node"
+                        );
+                    }
+                }
+                None => tracing::warn!("unreadable node mail ignored"),
+            }
+        }
+        self.mail_read.send_replace(true);
+    }
+
+    /// Ends parked sessions whose grace is over and whose node did not end them (it
+    /// crashed or exited), and announces their departures.
+    async fn end_due_sessions(&self, io: &SocketIo<ClusterAdapter>, signaling: &Signaling) {
+        let due = match self
+            .sessions
+            .due(now_ms().saturating_sub(SWEEP_MARGIN_MS))
+            .await
+        {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not list parked sessions");
+                return;
+            }
+        };
+        for peer in due {
+            match self.sessions.end_due(&peer).await {
+                Ok(Some(roster)) => {
+                    signaling::announce_session_end(io, signaling.store.as_ref(), &peer, &roster)
+                        .await;
+                    metrics::session_ended(false);
+                    tracing::info!(peer, reason = "expired", "session ended");
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(peer, error = %e, "could not end parked session"),
+            }
+        }
     }
 
     /// Tells the sockets on other nodes what they missed while Redis was down: departures and
@@ -144,8 +229,9 @@ impl Cluster {
         }
     }
 
-    /// Cleans up after every dead node this node wins the claim for.
-    async fn reap_dead(&self, io: &SocketIo<ClusterAdapter>) {
+    /// Cleans up after every dead node this node wins the claim for. Its resumable sessions
+    /// are parked for their grace, as if their connections had just been lost.
+    async fn reap_dead(&self, io: &SocketIo<ClusterAdapter>, signaling: &Signaling) {
         let dead = match self.registry.dead(&self.node.id).await {
             Ok(dead) => dead,
             Err(e) => {
@@ -167,8 +253,12 @@ impl Cluster {
                 }
             }
             match self.store.reap(&node).await {
-                Ok(departed) => {
-                    tracing::warn!(%node, ghosts = departed.len(), "node died; its members were removed from their rooms");
+                Ok(reaped) => {
+                    let mut departed = reaped.departed;
+                    let parked = self
+                        .park_orphans(&node, reaped.resumable, signaling, &mut departed)
+                        .await;
+                    tracing::warn!(%node, ghosts = departed.len(), parked, "node died; its members were removed from their rooms");
                     metrics::ghosts_reaped(departed.len());
                     announce(io, &departed).await;
                     if let Err(e) = self.registry.forget(&node).await {
@@ -178,6 +268,57 @@ impl Cluster {
                 Err(e) => tracing::warn!(%node, error = %e, "reaping failed; retried later"),
             }
         }
+    }
+}
+
+impl Cluster {
+    /// Parks the resumable sessions of a dead node; those without a session record left are
+    /// removed from their rooms like any ghost (added to `departed`). Returns how many were
+    /// parked.
+    async fn park_orphans(
+        &self,
+        node: &str,
+        members: Vec<Departure>,
+        signaling: &Signaling,
+        departed: &mut Vec<Departure>,
+    ) -> usize {
+        let mut sessions: BTreeMap<String, Vec<Departure>> = BTreeMap::new();
+        for member in members {
+            sessions
+                .entry(member.member_id.clone())
+                .or_default()
+                .push(member);
+        }
+        let mut parked = 0;
+        for (peer, rooms) in sessions {
+            let mut roster = Roster::new();
+            for d in &rooms {
+                let peers = signaling.store.peers(&d.room).await.unwrap_or_default();
+                roster.insert(
+                    d.room.clone(),
+                    peers.into_iter().map(|p| p.member.id).collect(),
+                );
+            }
+            let grace = signaling.sessions.grace();
+            match self.sessions.park_orphan(&peer, node, &roster, grace).await {
+                Ok(Orphan::Parked) => parked += 1,
+                Ok(Orphan::LivesElsewhere) => {}
+                Ok(Orphan::Gone) => {
+                    for d in rooms {
+                        if self
+                            .store
+                            .remove_member(&d.room, &peer)
+                            .await
+                            .unwrap_or(false)
+                        {
+                            departed.push(d);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(peer, error = %e, "could not park a dead node's session"),
+            }
+        }
+        parked
     }
 }
 

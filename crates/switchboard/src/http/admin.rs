@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::drain::Phase;
+use crate::lifecycle::Phase;
 
 #[derive(Debug, Serialize)]
 pub struct DrainStarted {

@@ -44,6 +44,11 @@ pub async fn admission(State(state): State<Arc<AppState>>, req: Request, next: N
         return draining();
     }
     if websocket && let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<Peer>>() {
+        // An upgrade names its socket (the Engine.IO sid is the socket id); a WebSocket that
+        // opens a session learns it in the connect handler (`signaling`).
+        if let Some(sid) = param("sid") {
+            peer.cut.carries(sid);
+        }
         state.drain.websockets.register(&peer.cut);
     }
     let response = next.run(req).await;

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::drain::Phase;
+use crate::lifecycle::Phase;
 
 #[derive(Debug, Serialize)]
 pub struct Readiness {

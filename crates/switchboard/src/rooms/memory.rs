@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use switchboard_protocol::{MediaState, RoomId};
 
-use super::{Joined, Location, Member, Peer, RoomStore, StoreError};
+use super::{Joined, Located, Location, Member, Peer, RoomStore, StoreError};
 
 #[derive(Debug, Default)]
 pub struct MemoryRoomStore {
@@ -125,12 +125,26 @@ impl RoomStore for MemoryRoomStore {
         }
     }
 
-    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Location>, StoreError> {
-        let member = self
+    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Located>, StoreError> {
+        let resumable = self
             .rooms()
             .get(room)
-            .is_some_and(|r| r.members.contains_key(member_id));
-        Ok(member.then_some(Location::ThisNode))
+            .and_then(|r| r.members.get(member_id))
+            .map(|e| e.member.resumable);
+        Ok(resumable.map(|resumable| Located {
+            location: Location::ThisNode,
+            resumable,
+        }))
+    }
+
+    async fn release(&self, member_id: &str) -> Vec<RoomId> {
+        let mut rooms = self.rooms();
+        let released = rooms
+            .iter_mut()
+            .filter_map(|(id, room)| room.members.remove(member_id).map(|_| id.clone()))
+            .collect();
+        rooms.retain(|_, room| !room.members.is_empty());
+        released
     }
 
     fn local_rooms(&self) -> usize {
@@ -164,6 +178,7 @@ mod tests {
             name: format!("name-{id}").try_into().unwrap(),
             node: "n1".into(),
             joined_at_ms: 0,
+            resumable: false,
         }
     }
 
@@ -227,7 +242,7 @@ mod tests {
         store.join(&r1, &member("a"), None).await.unwrap();
         assert_eq!(store.peers(&r1).await.unwrap()[0].media, None);
         assert_eq!(
-            store.locate(&r2, "a").await.unwrap(),
+            store.locate(&r2, "a").await.unwrap().map(|l| l.location),
             Some(Location::ThisNode)
         );
         assert_eq!(store.locate(&r2, "b").await.unwrap(), None);

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use switchboard_protocol::{MediaState, MemberName, PeerInfo, RoomId};
 
 pub use memory::MemoryRoomStore;
-pub use redis::{Departure, RedisRoomStore, Resynced, Unheard, node_members_key};
+pub use redis::{Departure, Reaped, RedisRoomStore, Resynced, Unheard, node_members_key};
 
 /// Milliseconds since the Unix epoch, the clock of `joined_at_ms` and heartbeats.
 pub fn now_ms() -> u64 {
@@ -41,6 +41,9 @@ pub struct Member {
     pub node: String,
     /// Milliseconds since the Unix epoch; orders the backfill a late joiner receives.
     pub joined_at_ms: u64,
+    /// Whether the member is a resumable session (see `sessions`): what is addressed to it
+    /// goes through its session, which keeps it while the member is between connections.
+    pub resumable: bool,
 }
 
 /// A member as another member sees it: who it is and its last known media state.
@@ -72,12 +75,20 @@ pub enum Joined {
 }
 
 /// Where a member's socket is connected, which decides how a relay reaches it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// On this node: deliver locally, without a round trip through Redis.
     ThisNode,
-    /// On another node of the cluster.
-    OtherNode,
+    /// On another node of the cluster, by its id.
+    OtherNode(String),
+}
+
+/// A roommate found by [`RoomStore::locate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub location: Location,
+    /// See [`Member::resumable`].
+    pub resumable: bool,
 }
 
 /// The store could not answer. The event that needed it changed nothing.
@@ -113,10 +124,14 @@ pub trait RoomStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Where `member_id` is connected, if it is in `room`.
-    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Location>, StoreError>;
+    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Located>, StoreError>;
 
     /// Everyone in a room, oldest first.
     async fn peers(&self, room: &RoomId) -> Result<Vec<Peer>, StoreError>;
+
+    /// Forgets a member on this node without telling anyone or changing cluster-wide state:
+    /// its session now lives on another node, which keeps its rooms. Returns those rooms.
+    async fn release(&self, member_id: &str) -> Vec<RoomId>;
 
     /// How many rooms have at least one member on this node (for `/cluster`).
     fn local_rooms(&self) -> usize;

@@ -25,14 +25,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use fred::clients::{Client, WithOptions};
-use fred::interfaces::{HashesInterface, LuaInterface, SetsInterface};
+use fred::interfaces::{HashesInterface, SetsInterface};
 use fred::types::Value;
 use fred::types::scripts::Script;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::{MediaState, MemberName, RoomId};
 use tokio::sync::RwLock;
 
-use super::{Joined, Location, Member, Peer, RoomStore, StoreError};
+use super::{Joined, Located, Location, Member, Peer, RoomStore, StoreError};
 use crate::cluster::RedisLink;
 use crate::metrics::{self, RedisError};
 
@@ -63,8 +63,14 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 "#;
 
-/// Writes a member (and its media state, if any) back, e.g. after Redis lost its data.
+/// Writes a member (and its media state, if any) back, e.g. after Redis lost its data. With
+/// ARGV[4] set (a resumable session, ARGV[4] = this node), a record naming another node is
+/// left alone: the session resumed there, and that node's record is the newer one.
 const RESTORE: &str = r#"
+if ARGV[4] ~= '' then
+  local current = redis.call('HGET', KEYS[1], ARGV[1])
+  if current and cjson.decode(current).node ~= ARGV[4] then return 0 end
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
 return 1
@@ -93,6 +99,8 @@ struct MemberRecord {
     name: String,
     node: String,
     joined_at_ms: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    resumable: bool,
 }
 
 impl MemberRecord {
@@ -101,6 +109,7 @@ impl MemberRecord {
             name: member.name.as_str().to_owned(),
             node: member.node.clone(),
             joined_at_ms: member.joined_at_ms,
+            resumable: member.resumable,
         }
     }
 
@@ -110,6 +119,7 @@ impl MemberRecord {
             name: MemberName::try_from(self.name).ok()?,
             node: self.node,
             joined_at_ms: self.joined_at_ms,
+            resumable: self.resumable,
         })
     }
 }
@@ -121,12 +131,24 @@ pub struct Departure {
     pub member_id: String,
 }
 
+/// What reaping a dead node found.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    /// Members removed from their rooms, to announce.
+    pub departed: Vec<Departure>,
+    /// Members that are resumable sessions: left in their rooms for their grace period.
+    pub resumable: Vec<Departure>,
+}
+
 /// What a resync changed, for the caller to announce.
 #[derive(Debug, Default)]
 pub struct Resynced {
     /// Members Redis still listed for this node that it no longer has (e.g. left over by an
     /// earlier run with the same id): nobody has been told.
     pub stale: Vec<Departure>,
+    /// Resumable sessions Redis still listed for this node that it no longer holds (an
+    /// earlier run of this node parked them or held them): left in their rooms, to park.
+    pub orphaned: Vec<Departure>,
     /// What happened while Redis was down: sockets on this node were told, the others not.
     pub unheard: Unheard,
 }
@@ -199,30 +221,26 @@ impl RedisRoomStore {
         room: &str,
         args: Vec<String>,
     ) -> Result<Value, StoreError> {
-        let redis = self.redis()?;
+        self.redis()?;
         let keys = vec![members_key(room), media_key(room)];
-        match redis
-            .evalsha(script.sha1().clone(), keys.clone(), args.clone())
+        self.link
+            .run_script(script, keys, args)
             .await
-        {
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                let source = script.lua().cloned().unwrap_or_default();
-                Ok(redis.eval(source, keys, args).await.map_err(unavailable)?)
-            }
-            other => other.map_err(unavailable),
-        }
+            .map_err(unavailable)
     }
 
-    /// Removes the members listed in a node's index that `keep` rejects from their rooms and
-    /// from the index; returns those that were still in a room.
-    async fn remove_indexed(
+    /// Clears a node's index of the members `keep` rejects: each is removed from its room
+    /// (returned in `departed` if it was still there), except resumable sessions, which are
+    /// left in their rooms for their grace period (returned in `resumable`, for the caller to
+    /// park), and members whose record names another node (they resumed there).
+    async fn clear_index(
         &self,
         node: &str,
         keep: impl Fn(&Departure) -> bool,
-    ) -> Result<Vec<Departure>, StoreError> {
+    ) -> Result<Reaped, StoreError> {
         let index = node_members_key(node);
         let entries: Vec<String> = self.redis()?.smembers(&index).await.map_err(unavailable)?;
-        let mut departed = Vec::new();
+        let mut reaped = Reaped::default();
         for entry in entries {
             let Some(departure) = parse_index_entry(&entry) else {
                 continue;
@@ -230,11 +248,17 @@ impl RedisRoomStore {
             if keep(&departure) {
                 continue;
             }
-            if self
-                .remove(departure.room.as_str(), &departure.member_id)
-                .await?
-            {
-                departed.push(departure);
+            match self.record(&departure.room, &departure.member_id).await? {
+                Some(r) if r.node != node => {}
+                Some(r) if r.resumable => reaped.resumable.push(departure),
+                _ => {
+                    if self
+                        .remove(departure.room.as_str(), &departure.member_id)
+                        .await?
+                    {
+                        reaped.departed.push(departure);
+                    }
+                }
             }
             let _: i64 = self
                 .redis()?
@@ -242,7 +266,7 @@ impl RedisRoomStore {
                 .await
                 .map_err(unavailable)?;
         }
-        Ok(departed)
+        Ok(reaped)
     }
 
     /// Removes one member from a room in Redis; whether it was there.
@@ -253,10 +277,11 @@ impl RedisRoomStore {
         Ok(matches!(removed, Value::Integer(1)))
     }
 
-    /// Removes every member a node left in Redis. Returns those that were still in a room,
-    /// for the caller to announce. Safe to repeat.
-    pub async fn reap(&self, node: &str) -> Result<Vec<Departure>, StoreError> {
-        self.remove_indexed(node, |_| false).await
+    /// Removes every member a node left in Redis, except resumable sessions, which get their
+    /// grace period (the caller parks them; see `sessions`). Returns the members that were
+    /// still in a room, for the caller to announce, and the resumable ones. Safe to repeat.
+    pub async fn reap(&self, node: &str) -> Result<Reaped, StoreError> {
+        self.clear_index(node, |_| false).await
     }
 
     /// Makes Redis agree with this node about its members: removes what Redis still holds for
@@ -265,8 +290,11 @@ impl RedisRoomStore {
     /// (Redis may have restarted empty). Returns the departures nobody heard of yet.
     pub async fn resync(&self) -> Result<Resynced, StoreError> {
         let _exclusive = self.changes.write().await;
-        let removed = self
-            .remove_indexed(&self.node, |d| {
+        let Reaped {
+            departed: removed,
+            resumable: orphaned,
+        } = self
+            .clear_index(&self.node, |d| {
                 self.local()
                     .get(&d.room)
                     .is_some_and(|m| m.contains_key(&d.member_id))
@@ -290,8 +318,17 @@ impl RedisRoomStore {
                 .map_err(unavailable)?;
             let media = media.map(|m| to_json(&m)).unwrap_or_default();
             let record = to_json(&MemberRecord::of(&member));
-            self.run(&self.restore, room.as_str(), vec![member.id, record, media])
-                .await?;
+            let only_if_mine = if member.resumable {
+                self.node.clone()
+            } else {
+                String::new()
+            };
+            self.run(
+                &self.restore,
+                room.as_str(),
+                vec![member.id, record, media, only_if_mine],
+            )
+            .await?;
         }
         let mut unheard = std::mem::take(&mut *self.unheard());
         let stale = removed
@@ -302,7 +339,106 @@ impl RedisRoomStore {
         unheard
             .media
             .retain(|(room, id, _)| self.local().get(room).is_some_and(|m| m.contains_key(id)));
-        Ok(Resynced { stale, unheard })
+        Ok(Resynced {
+            stale,
+            orphaned,
+            unheard,
+        })
+    }
+
+    /// A member's record in a room, as Redis has it.
+    async fn record(
+        &self,
+        room: &RoomId,
+        member_id: &str,
+    ) -> Result<Option<MemberRecord>, StoreError> {
+        let record: Option<String> = self
+            .redis()?
+            .hget(members_key(room.as_str()), member_id)
+            .await
+            .map_err(unavailable)?;
+        Ok(record.and_then(|r| serde_json::from_str::<MemberRecord>(&r).ok()))
+    }
+
+    /// Makes a resumed session's membership of `room` this node's: its record names this
+    /// node, this node's index lists it and `from`'s no longer does, and it is a local member.
+    /// Returns false when Redis no longer has the member in that room (nothing changed).
+    pub async fn adopt(
+        &self,
+        room: &RoomId,
+        member_id: &str,
+        from: &str,
+    ) -> Result<bool, StoreError> {
+        let _changing = self.changes.read().await;
+        let Some(record) = self.record(room, member_id).await? else {
+            return Ok(false);
+        };
+        let media: Option<String> = self
+            .redis()?
+            .hget(media_key(room.as_str()), member_id)
+            .await
+            .map_err(unavailable)?;
+        let media = media.and_then(|m| serde_json::from_str::<MediaState>(&m).ok());
+        let Some(mut member) = record.into_member(member_id.to_owned()) else {
+            return Ok(false);
+        };
+        member.node = self.node.clone();
+        let entry = index_entry(room.as_str(), member_id);
+        let _: i64 = self
+            .redis()?
+            .sadd(node_members_key(&self.node), &entry)
+            .await
+            .map_err(unavailable)?;
+        let media_json = media.map(|m| to_json(&m)).unwrap_or_default();
+        let args = vec![
+            member_id.to_owned(),
+            to_json(&MemberRecord::of(&member)),
+            media_json,
+            String::new(),
+        ];
+        self.run(&self.restore, room.as_str(), args).await?;
+        if from != self.node {
+            let _: i64 = self
+                .redis()?
+                .srem(node_members_key(from), &entry)
+                .await
+                .map_err(unavailable)?;
+        }
+        self.local()
+            .entry(room.clone())
+            .or_default()
+            .insert(member_id.to_owned(), (member, media));
+        Ok(true)
+    }
+
+    /// The rooms `node`'s index lists `member_id` in (a session live on a node that died).
+    pub async fn indexed_rooms(
+        &self,
+        node: &str,
+        member_id: &str,
+    ) -> Result<Vec<RoomId>, StoreError> {
+        let entries: Vec<String> = self
+            .redis()?
+            .smembers(node_members_key(node))
+            .await
+            .map_err(unavailable)?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| parse_index_entry(e))
+            .filter(|d| d.member_id == member_id)
+            .map(|d| d.room)
+            .collect())
+    }
+
+    /// Removes a member from a room in Redis on behalf of a node that cannot (it crashed):
+    /// whether it was there.
+    pub async fn remove_member(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError> {
+        self.remove(room.as_str(), member_id).await
+    }
+
+    /// Whether `member_id` is a member of some room on this node.
+    pub fn holds(&self, member_id: &str) -> bool {
+        self.local().values().any(|m| m.contains_key(member_id))
     }
 
     /// Ids of this node's members in a room.
@@ -428,26 +564,52 @@ impl RoomStore for RedisRoomStore {
         Ok(true)
     }
 
-    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Location>, StoreError> {
-        if self
+    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Located>, StoreError> {
+        let here = self
             .local()
             .get(room)
-            .is_some_and(|m| m.contains_key(member_id))
-        {
-            return Ok(Some(Location::ThisNode));
+            .and_then(|m| m.get(member_id))
+            .map(|(member, _)| member.resumable);
+        if let Some(resumable) = here {
+            return Ok(Some(Located {
+                location: Location::ThisNode,
+                resumable,
+            }));
         }
-        let record: Option<String> = self
-            .redis()?
-            .hget(members_key(room.as_str()), member_id)
-            .await
-            .map_err(unavailable)?;
-        let node = record
-            .and_then(|r| serde_json::from_str::<MemberRecord>(&r).ok())
-            .map(|r| r.node);
-        // An entry claiming this node but unknown here is left over from an earlier run.
-        Ok(node
-            .filter(|n| *n != self.node)
-            .map(|_| Location::OtherNode))
+        let record = self.record(room, member_id).await?;
+        // An entry claiming this node but unknown here is left over from an earlier run,
+        // unless it is a resumable session this node is adopting right now: its session
+        // knows (`signaling::deliver`).
+        Ok(record
+            .filter(|r| r.node != self.node || r.resumable)
+            .map(|r| Located {
+                location: Location::OtherNode(r.node),
+                resumable: r.resumable,
+            }))
+    }
+
+    async fn release(&self, member_id: &str) -> Vec<RoomId> {
+        let _changing = self.changes.read().await;
+        let rooms: Vec<RoomId> = {
+            let mut local = self.local();
+            let rooms: Vec<RoomId> = local
+                .iter_mut()
+                .filter_map(|(room, members)| members.remove(member_id).map(|_| room.clone()))
+                .collect();
+            local.retain(|_, members| !members.is_empty());
+            rooms
+        };
+        for room in &rooms {
+            if let Ok(redis) = self.redis() {
+                let _: Result<i64, _> = redis
+                    .srem(
+                        node_members_key(&self.node),
+                        index_entry(room.as_str(), member_id),
+                    )
+                    .await;
+            }
+        }
+        rooms
     }
 
     fn local_rooms(&self) -> usize {
@@ -561,6 +723,7 @@ mod tests {
                 name: name.into(),
                 node: "n".into(),
                 joined_at_ms: at,
+                resumable: false,
             })
         };
         let members = vec![

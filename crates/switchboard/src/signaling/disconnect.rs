@@ -11,10 +11,28 @@ use switchboard_protocol::outbound::names;
 use switchboard_protocol::{RoomId, ServerEvent};
 
 use super::session::{Session, call_room};
-use crate::metrics::{self, LeaveCause};
+use crate::metrics::{self, DisconnectCause, LeaveCause};
+use crate::rooms::RoomStore;
+use crate::sessions::Roster;
 
 impl<A: Adapter> Session<A> {
-    pub(super) async fn disconnect(&mut self) {
+    /// The connection ended. A resumable session whose transport was lost is parked
+    /// instead (see `resume`); a goodbye from the client is announced at once, as for
+    /// everyone.
+    pub(super) async fn disconnect(&mut self, cause: DisconnectCause) {
+        if self.resumable {
+            let sessions = &self.signaling.sessions;
+            if cause != DisconnectCause::ClientLeft {
+                self.park().await;
+                return;
+            }
+            if !sessions.carries(&self.id, self.socket.id.as_str()) {
+                // Another connection continues this session: nothing ends.
+                self.rooms.clear();
+                return;
+            }
+            sessions.end(&self.id).await;
+        }
         let departed = ServerEvent::Departed { id: &self.id };
         for room in &self.rooms {
             self.emit_room(room, names::PEER_LEFT, &departed).await;
@@ -28,6 +46,23 @@ impl<A: Adapter> Session<A> {
             metrics::left(LeaveCause::Disconnect);
         }
         self.rooms.clear();
+    }
+}
+
+/// Announces the end of a parked session that was not resumed in time: it leaves every
+/// room it was in, and each hears the same two events as for a disconnect.
+pub async fn announce_session_end<A: Adapter>(
+    io: &SocketIo<A>,
+    store: &dyn RoomStore,
+    peer: &str,
+    roster: &Roster,
+) {
+    for room in roster.keys() {
+        match store.leave(room, peer).await {
+            Ok(_) => metrics::left(LeaveCause::Disconnect),
+            Err(e) => tracing::warn!(peer, %room, error = %e, "could not forget member"),
+        }
+        announce_departure(io, room, peer, Vec::new()).await;
     }
 }
 

@@ -40,8 +40,9 @@ pub enum Inbound<A: Adapter> {
         received: Box<Received>,
         ack: AckSender<A>,
     },
-    /// The connection ended; the sender is told when departures have been announced.
-    Disconnect(oneshot::Sender<()>),
+    /// The connection ended, and why; the sender is told when departures have been
+    /// announced (or the session parked).
+    Disconnect(DisconnectCause, oneshot::Sender<()>),
 }
 
 /// An admitted packet and when it arrived, the start of the relay latency metric. The time
@@ -154,7 +155,7 @@ pub async fn disconnect<A: Adapter>(
     cause: DisconnectCause,
 ) {
     let (done, announced) = oneshot::channel();
-    if queue.send(Inbound::Disconnect(done)).await.is_err() || announced.await.is_err() {
+    if queue.send(Inbound::Disconnect(cause, done)).await.is_err() || announced.await.is_err() {
         return;
     }
     metrics::disconnected(cause);

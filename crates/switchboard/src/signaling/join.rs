@@ -16,8 +16,9 @@
 
 use socketioxide::adapter::Adapter;
 use switchboard_protocol::outbound::names;
-use switchboard_protocol::{ErrorCode, JoinRoom, ProtocolError, ServerEvent};
+use switchboard_protocol::{ErrorCode, JoinRoom, ProtocolError, RoomId, ServerEvent};
 
+use super::deliver::to_session;
 use super::session::{Reply, Session, call_room};
 use crate::metrics;
 use crate::rooms::{Joined, Member, Peer, now_ms};
@@ -32,16 +33,19 @@ impl<A: Adapter> Session<A> {
             ));
         }
         if self.rooms.contains(&room_id) {
-            // rtc.io clients re-send join-room freely: answer, but tell nobody again.
+            // rtc.io clients re-send join-room freely: answer, but tell nobody again. A
+            // resumable session (which re-sends it on every connect) gets its backfill again.
             let peers = self.signaling.store.peers(&room_id).await?;
-            let peers = peers
-                .iter()
+            let peers: Vec<Peer> = peers
+                .into_iter()
                 .filter(|p| p.member.id != self.id)
-                .map(Peer::info)
                 .collect();
+            if self.resumable {
+                self.backfill(&room_id, &peers);
+            }
             return Ok(Reply::Joined {
                 room: room_id,
-                peers,
+                peers: peers.iter().map(Peer::info).collect(),
             });
         }
 
@@ -59,6 +63,7 @@ impl<A: Adapter> Session<A> {
             name,
             node: self.signaling.node_id.clone(),
             joined_at_ms: now_ms(),
+            resumable: self.resumable,
         };
         self.socket.join(call_room(&room_id));
         let joined = self
@@ -79,7 +84,46 @@ impl<A: Adapter> Session<A> {
         metrics::joined();
         tracing::info!(socket = %self.id, room = %room_id, peers = peers.len(), "joined room");
 
-        for peer in &peers {
+        self.backfill(&room_id, &peers);
+
+        let name = member.name.as_str();
+        let introduction = ServerEvent::UserConnected { id: &self.id, name };
+        let offer = ServerEvent::InitOffer { source: &self.id };
+        let (resumable, sockets): (Vec<&Peer>, Vec<&Peer>) =
+            peers.iter().partition(|p| p.member.resumable);
+        if !sockets.is_empty() {
+            let earlier: Vec<String> = sockets.iter().map(|p| p.member.id.clone()).collect();
+            self.emit_to(&earlier, names::USER_CONNECTED, &introduction)
+                .await;
+            self.emit_to(&earlier, names::INIT_OFFER, &offer).await;
+        }
+        // Resumable peers are introduced through their sessions, so one between two
+        // connections still hears of the newcomer when it comes back.
+        for peer in resumable {
+            for (event, payload) in [
+                (names::USER_CONNECTED, &introduction),
+                (names::INIT_OFFER, &offer),
+            ] {
+                let payload = serde_json::to_string(payload).unwrap_or_default();
+                let hint = Some(peer.member.node.clone());
+                if let Err(e) =
+                    to_session(&self.signaling, &peer.member.id, event, payload, hint).await
+                {
+                    tracing::warn!(peer = %peer.member.id, event, error = %e, "introduction not delivered");
+                }
+            }
+        }
+
+        Ok(Reply::Joined {
+            room: room_id,
+            peers: peers.iter().map(Peer::info).collect(),
+        })
+    }
+
+    /// Tells this socket who is in a room: `user-connected`, then `media-state` if known, for
+    /// each peer, oldest first.
+    fn backfill(&self, room_id: &RoomId, peers: &[Peer]) {
+        for peer in peers {
             let id = peer.member.id.as_str();
             self.emit_self(
                 names::USER_CONNECTED,
@@ -100,20 +144,5 @@ impl<A: Adapter> Session<A> {
                 );
             }
         }
-
-        if !peers.is_empty() {
-            let earlier: Vec<String> = peers.iter().map(|p| p.member.id.clone()).collect();
-            let name = member.name.as_str();
-            let introduction = ServerEvent::UserConnected { id: &self.id, name };
-            self.emit_to(&earlier, names::USER_CONNECTED, &introduction)
-                .await;
-            let offer = ServerEvent::InitOffer { source: &self.id };
-            self.emit_to(&earlier, names::INIT_OFFER, &offer).await;
-        }
-
-        Ok(Reply::Joined {
-            room: room_id,
-            peers: peers.iter().map(Peer::info).collect(),
-        })
     }
 }

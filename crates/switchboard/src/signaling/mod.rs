@@ -22,6 +22,7 @@
 //! `MessageHandler` that socketioxide calls synchronously in arrival order; it only admits the
 //! event into the socket's queue, and [`Session`] handles the queue in order.
 
+mod deliver;
 mod disconnect;
 mod expiry;
 mod inbox;
@@ -30,6 +31,7 @@ mod leave;
 mod media;
 mod refusals;
 mod relay;
+mod resume;
 mod screen_share;
 mod session;
 
@@ -45,21 +47,27 @@ use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::{SocketIo, TransportType};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::auth::{Grant, TokenVerifier, Unauthorized};
-use crate::metrics;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::{self, DisconnectCause};
 use crate::rooms::RoomStore;
+use crate::sessions::Sessions;
 use crate::sources::Sources;
 
-pub use disconnect::announce_departure;
+pub use deliver::to_session;
+pub use disconnect::{announce_departure, announce_session_end};
 use inbox::{Inbound, Inbox};
 pub use media::announce_media;
+pub use resume::SESSION_EVENT;
 use session::Session;
 
 /// Everything the handlers share, built once at start-up.
 pub struct Signaling {
     pub store: Arc<dyn RoomStore>,
+    /// Resumable sessions this node holds (see `sessions`).
+    pub sessions: Sessions,
     /// Stored with each member so a survivor can clean up after this node in a cluster.
     pub node_id: String,
     pub limits: Limits,
@@ -73,8 +81,8 @@ pub struct Signaling {
     /// `/metrics`. socketioxide only hands its server handle to handlers, so it is taken at
     /// the first connection; until then there are no sockets to count.
     census: OnceLock<Box<dyn Fn() -> Transports + Send + Sync>>,
-    /// Turns true when the node shuts down: every session then ends as if disconnected.
-    closing: watch::Sender<bool>,
+    /// The node's phase: every session ends (or parks) once it reaches closing.
+    pub lifecycle: Lifecycle,
 }
 
 /// Sockets by transport.
@@ -114,9 +122,11 @@ pub struct Limits {
 impl Signaling {
     pub fn new(
         store: Arc<dyn RoomStore>,
+        sessions: Sessions,
         node_id: String,
         limits: Limits,
         verifier: Option<TokenVerifier>,
+        lifecycle: Lifecycle,
     ) -> Self {
         metrics::init();
         let sources = Arc::new(Sources::new(
@@ -125,25 +135,20 @@ impl Signaling {
         ));
         Self {
             store,
+            sessions,
             node_id,
             limits,
             verifier,
             sources,
             sockets: AtomicUsize::new(0),
             census: OnceLock::new(),
-            closing: watch::Sender::new(false),
+            lifecycle,
         }
     }
 
     /// This node's sockets by current transport.
     pub fn transports(&self) -> Transports {
         self.census.get().map(|count| count()).unwrap_or_default()
-    }
-
-    /// Ends every session on this node: each announces its departures and forgets its room
-    /// state, as on a disconnect. The connections themselves stay open until closed.
-    pub fn end_sessions(&self) {
-        self.closing.send_replace(true);
     }
 
     /// Sockets connected to this node right now.
@@ -166,10 +171,11 @@ pub fn connect_handler<A: Adapter>(
         if let (Some(exp), Some(verifier)) = (expires, &signaling.verifier) {
             expiry::watch(io.clone(), socket.id, exp, verifier.leeway());
         }
+        let for_census = io.clone();
         signaling
             .census
-            .get_or_init(|| Box::new(move || census(&io)));
-        on_connect(socket, signaling)
+            .get_or_init(|| Box::new(move || census(&for_census)));
+        on_connect(socket, io, signaling)
     };
     let admit = move |socket: SocketRef<A>, TryData(auth): TryData<AuthPayload>| {
         let signaling = for_admit.clone();
@@ -182,11 +188,25 @@ pub fn connect_handler<A: Adapter>(
 #[derive(Debug, Deserialize)]
 struct AuthPayload {
     token: Option<String>,
+    /// Present (even empty) when the client opts in to resumable sessions: the token of the
+    /// session to continue. Anything but a string counts as empty.
+    #[serde(default, deserialize_with = "resume_token")]
+    resume: Option<String>,
+}
+
+fn resume_token<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(Some(match value {
+        serde_json::Value::String(token) => token,
+        _ => String::new(),
+    }))
 }
 
 /// A socket admitted by [`admit`] whose session has not started yet.
 struct Pending<A: Adapter> {
     grant: Grant,
+    /// `auth.resume`, for a client that opted in to resumable sessions.
+    resume: Option<String>,
     queue: Mutex<Option<mpsc::Receiver<Inbound<A>>>>,
 }
 
@@ -201,33 +221,40 @@ fn admit<A: Adapter>(
     signaling: &Signaling,
     auth: Option<AuthPayload>,
 ) -> Result<(), Unauthorized> {
+    let (token, resume) = auth.map_or((None, None), |a| (a.token, a.resume));
     let grant = match &signaling.verifier {
         None => Grant::anyone(),
         Some(verifier) => {
-            let token = auth.and_then(|a| a.token).ok_or(Unauthorized)?;
+            let token = token.ok_or(Unauthorized)?;
             verifier.verify(&token).inspect_err(|_| {
                 tracing::info!(socket = %socket.id, "handshake refused: invalid token");
             })?
         }
     };
     // socketioxide does not put a socket in a room named after its id; relays and join
-    // introductions address sockets through that room, on this node or any other.
-    socket.join(socket.id.to_string());
+    // introductions address sockets through that room, on this node or any other. A
+    // resumable session is addressed through its session instead (`deliver`).
+    if resume.is_none() {
+        socket.join(socket.id.to_string());
+    }
     if let Some(refusals) = refusals::Refusals::new(signaling.limits.max_refusals) {
         socket.extensions.insert(refusals);
     }
     let (inbox, queue) = Inbox::new(&signaling.limits);
     let disconnects = inbox.sender();
     socket.on_fallback(inbox);
+    let lifecycle = signaling.lifecycle.clone();
     socket.on_disconnect(
         async move |socket: SocketRef<A>, reason: DisconnectReason| {
-            inbox::disconnect(&disconnects, &socket, reason.into()).await;
+            let cause = DisconnectCause::of(reason, lifecycle.phase());
+            inbox::disconnect(&disconnects, &socket, cause).await;
         },
     );
     // Events wait in the queue until `on_connect` starts the session. If the handshake fails
     // after this point, the socket is dropped with its extensions and nothing is left behind.
     socket.extensions.insert(Arc::new(Pending {
         grant,
+        resume,
         queue: Mutex::new(Some(queue)),
     }));
     Ok(())
@@ -247,7 +274,7 @@ fn census<A: Adapter>(io: &SocketIo<A>) -> Transports {
 }
 
 /// Connect handler: starts the socket's session on the queue [`admit`] installed.
-fn on_connect<A: Adapter>(socket: SocketRef<A>, signaling: Arc<Signaling>) {
+fn on_connect<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, signaling: Arc<Signaling>) {
     let Some(pending) = socket.extensions.remove::<Arc<Pending<A>>>() else {
         tracing::error!(socket = %socket.id, "connected without admission; closing");
         let _ = socket.disconnect();
@@ -262,10 +289,15 @@ fn on_connect<A: Adapter>(socket: SocketRef<A>, signaling: Arc<Signaling>) {
     signaling.sockets.fetch_add(1, Ordering::Relaxed);
     metrics::connected();
     let request = socket.req_parts();
-    let remote = request
-        .extensions
-        .get::<ConnectInfo<Peer>>()
-        .map(|ConnectInfo(peer)| peer.addr);
+    let peer = request.extensions.get::<ConnectInfo<Peer>>();
+    // A socket that opened over WebSocket owns its connection (an upgrade is named by
+    // `http::admission` instead).
+    if let Some(ConnectInfo(peer)) = peer
+        && socket.transport_type() == TransportType::Websocket
+    {
+        peer.cut.carries(socket.id.as_str());
+    }
+    let remote = peer.map(|ConnectInfo(peer)| peer.addr);
     // Behind a proxy the peer is the proxy; its header says who the client was (as the
     // client's side of the proxy claims it: informational, not authenticated).
     let forwarded_for = request
@@ -285,5 +317,6 @@ fn on_connect<A: Adapter>(socket: SocketRef<A>, signaling: Arc<Signaling>) {
         forwarded_for,
         "connected"
     );
-    tokio::spawn(Session::new(socket, signaling, pending.grant.clone()).run(queue));
+    let session = Session::new(socket, io, signaling, pending.grant.clone());
+    tokio::spawn(session.run(queue, pending.resume.clone()));
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 
 use quanta::Instant;
 use serde::Serialize;
+use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef};
 use switchboard_protocol::outbound::names;
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 use super::Signaling;
 use super::inbox::Inbound;
 use crate::auth::Grant;
+use crate::lifecycle::Phase;
 use crate::metrics::{self, DisconnectCause, Relayed};
 use crate::rooms::StoreError;
 
@@ -36,8 +38,12 @@ pub(super) enum Reply {
 
 pub(super) struct Session<A: Adapter> {
     pub(super) socket: SocketRef<A>,
-    /// The socket id as a string, used in every payload this socket causes.
+    pub(super) io: SocketIo<A>,
+    /// The peer id, used in every payload this socket causes: the socket id, or for a
+    /// resumable session the id it started with (see `sessions`).
     pub(super) id: String,
+    /// Whether the client opted in to resumable sessions.
+    pub(super) resumable: bool,
     pub(super) signaling: Arc<Signaling>,
     pub(super) grant: Grant,
     /// Rooms this socket has joined, in a stable order for departure announcements.
@@ -45,10 +51,17 @@ pub(super) struct Session<A: Adapter> {
 }
 
 impl<A: Adapter> Session<A> {
-    pub(super) fn new(socket: SocketRef<A>, signaling: Arc<Signaling>, grant: Grant) -> Self {
+    pub(super) fn new(
+        socket: SocketRef<A>,
+        io: SocketIo<A>,
+        signaling: Arc<Signaling>,
+        grant: Grant,
+    ) -> Self {
         Self {
             id: socket.id.to_string(),
+            resumable: false,
             socket,
+            io,
             signaling,
             grant,
             rooms: BTreeSet::new(),
@@ -56,16 +69,24 @@ impl<A: Adapter> Session<A> {
     }
 
     /// Handles the socket's events in order until its connection ends or the node shuts down.
-    pub(super) async fn run(mut self, mut queue: mpsc::Receiver<Inbound<A>>) {
-        let mut closing = self.signaling.closing.subscribe();
+    /// A client that opted in (`resume`) first gets its session, new or resumed.
+    pub(super) async fn run(
+        mut self,
+        mut queue: mpsc::Receiver<Inbound<A>>,
+        resume: Option<String>,
+    ) {
+        if let Some(resume) = resume {
+            self.start(&resume).await;
+        }
+        let lifecycle = self.signaling.lifecycle.clone();
         loop {
             let inbound = tokio::select! {
                 inbound = queue.recv() => inbound,
-                _ = closing.wait_for(|closing| *closing) => None,
+                _ = lifecycle.reached(Phase::Closing) => None,
             };
             let Some(inbound) = inbound else {
-                self.disconnect().await;
-                if *closing.borrow() {
+                self.disconnect(DisconnectCause::Shutdown).await;
+                if lifecycle.phase() == Phase::Closing {
                     // The node ended this session; socketioxide runs no disconnect handler
                     // when it then closes the connection, so this is the connection's goodbye.
                     metrics::disconnected(DisconnectCause::Shutdown);
@@ -79,8 +100,8 @@ impl<A: Adapter> Session<A> {
                     self.handle(text.unwrap_or_default(), received.at, ack)
                         .await;
                 }
-                Inbound::Disconnect(announced) => {
-                    self.disconnect().await;
+                Inbound::Disconnect(cause, announced) => {
+                    self.disconnect(cause).await;
                     let _ = announced.send(());
                     break;
                 }
