@@ -54,8 +54,15 @@ fn rolling_restart_with_resumable_sessions() {
 #[test]
 fn drain_moves_every_socket() {
     let (wait, spread) = ("2", "10");
-    let (mut cluster, nginx) =
-        cluster_behind_nginx(&["--drain-wait", wait, "--drain-spread", spread]);
+    // 1,000 clients from a few addresses (those ip_hash sends to node 0): no per-address cap.
+    let (mut cluster, nginx) = cluster_behind_nginx(&[
+        "--drain-wait",
+        wait,
+        "--drain-spread",
+        spread,
+        "--max-connections-per-address",
+        "0",
+    ]);
     let env = [
         ("DRAIN_WAIT_SECS", wait.to_string()),
         ("DRAIN_SPREAD_SECS", spread.to_string()),
