@@ -53,9 +53,14 @@ fn switchboard_binary() -> &'static str {
     })
 }
 
-/// A node with rate limiting off, so full-speed relays are not refused.
+/// A node with rate limiting and the per-address cap off, so full-speed relays are not
+/// refused and every socket (all from one loopback address) is admitted, as `scripts/bench`
+/// runs it.
 fn node() -> Node {
-    Node::spawn(switchboard_binary(), &["--rate-limit", "0"])
+    Node::spawn(
+        switchboard_binary(),
+        &["--rate-limit", "0", "--max-connections-per-address", "0"],
+    )
 }
 
 fn target(node: &Node) -> Target {

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     UnknownEvent,
     /// The server could not reach its room state; the event changed nothing and may be retried.
     Unavailable,
+    /// The socket is in as many rooms as one socket may be (`--max-rooms-per-socket`).
+    TooManyRooms,
 }
 
 impl ErrorCode {
@@ -42,11 +44,12 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::UnknownEvent => "unknown-event",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::TooManyRooms => "too-many-rooms",
         }
     }
 
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::InvalidPayload,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotInRoom,
@@ -55,6 +58,7 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::UnknownEvent,
         ErrorCode::Unavailable,
+        ErrorCode::TooManyRooms,
     ];
 }
 

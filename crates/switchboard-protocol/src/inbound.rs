@@ -184,7 +184,21 @@ pub fn peek_event_name(packet: &str) -> &str {
         .unwrap_or("")
 }
 
+/// Most characters of a client's event name that the server repeats (in `error.event`, error
+/// messages and logs). Names are the client's text, unbounded but for --max-payload: a 5 MB
+/// name must not become a 5 MB log line or error event.
+pub const SHOWN_EVENT_NAME_CHARS: usize = 64;
+
+/// `name` cut to [`SHOWN_EVENT_NAME_CHARS`] characters, at a character boundary.
+pub fn shown_event_name(name: &str) -> &str {
+    match name.char_indices().nth(SHOWN_EVENT_NAME_CHARS) {
+        Some((end, _)) => &name[..end],
+        None => name,
+    }
+}
+
 fn unknown(name: &str) -> ProtocolError {
+    let name = shown_event_name(name);
     ProtocolError::new(ErrorCode::UnknownEvent, format!("unknown event {name:?}"))
 }
 
@@ -308,6 +322,17 @@ mod tests {
         );
         assert_eq!(peek_event_name(r#"["a\"b",1]"#), "");
         assert_eq!(peek_event_name("garbage"), "");
+    }
+
+    /// Event names are shown cut to 64 characters, never split inside a character.
+    #[test]
+    fn shown_event_names_are_bounded() {
+        assert_eq!(shown_event_name("join-room"), "join-room");
+        let long = "é".repeat(100);
+        assert_eq!(shown_event_name(&long).chars().count(), 64);
+        let d = ClientEvent::decode(&format!(r#"["{}",{{}}]"#, "n".repeat(5000)));
+        let error = d.event.unwrap_err();
+        assert!(error.message.len() < 100, "{}", error.message);
     }
 
     /// stopScreenShare keeps every field the sender put in.

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use axum::routing::{get, post};
-use socketioxide::SocketIo;
+use socketioxide::{ParserConfig, SocketIo};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::auth::TokenVerifier;
@@ -29,6 +29,18 @@ use crate::signaling::{self, Limits, Signaling};
 /// small (candidates ~200 B, descriptions a few KiB), and an idle socket pays for every byte.
 const WS_READ_BUFFER: usize = 1024;
 
+/// Most bytes of binary attachments one packet may carry. The protocol has none (a packet
+/// with one is refused with `invalid-payload`), so this only has to let a small one through
+/// to that refusal; more closes the connection instead of being buffered (socketioxide would
+/// hold 10 MB in 10,000 attachments per packet by default).
+const MAX_BINARY_BYTES: usize = 1024;
+
+/// How long socketioxide waits for the attachments a binary packet announced. It checks this
+/// when the next attachment arrives; a partial packet is also dropped with its connection by
+/// any text packet (which cannot come in between), by `--handshake-timeout` before CONNECT,
+/// and it holds at most one WebSocket message plus [`MAX_BINARY_BYTES`] meanwhile.
+const PARTIAL_PACKET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// State shared by the HTTP handlers.
 pub struct AppState {
     pub signaling: Arc<Signaling>,
@@ -41,6 +53,12 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// `--ice-servers` as compact JSON, checked at start-up; served to the demo page.
     pub ice_servers: String,
+    /// `--turn-secret`: TURN credentials minted per `/ice-servers` request.
+    pub turn: Option<crate::turn::TurnCredentials>,
+    /// `--metrics-token`: `/metrics` and `/cluster` need it when set.
+    pub metrics_token: Option<String>,
+    /// `--cors-origins` when it restricts origins (see `http::gate`); `None`: any origin.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// Why the configuration cannot be served.
@@ -50,6 +68,8 @@ pub enum BuildError {
     CorsOrigin(String),
     #[error(transparent)]
     RedisUrl(#[from] InvalidRedisUrl),
+    #[error("--jwt-public-key {0}")]
+    JwtKey(String),
     #[error("cannot start the cluster adapter: {0}")]
     Adapter(String),
 }
@@ -119,14 +139,40 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         max_payload: config.max_payload as usize,
         room_capacity: config.room_capacity(),
         rate: (config.rate_limit > 0).then_some((config.rate_limit, config.rate_burst)),
+        max_rooms_per_socket: config.max_rooms_per_socket as usize,
+        max_refusals: config.max_refusals,
+        max_connections_per_address: config.max_connections_per_address as usize,
+        trusted_proxies: config.trusted_proxies.clone(),
     };
-    let verifier = config.jwt_secret.as_deref().map(TokenVerifier::new);
+    let verifier = match (&config.jwt_secret, &config.jwt_public_key) {
+        (Some(secret), _) => Some(TokenVerifier::new(secret)),
+        (None, Some(path)) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| BuildError::JwtKey(format!("{}: {e}", path.display())))?;
+            let verifier = TokenVerifier::from_public_key_pem(&pem)
+                .map_err(|e| BuildError::JwtKey(format!("{}: {e}", path.display())))?;
+            Some(verifier)
+        }
+        (None, None) => None,
+    }
+    .map(|verifier| verifier.with_leeway(config.jwt_leeway));
     let sockets = SocketIo::builder()
         .ping_interval(config.ping_interval())
         .ping_timeout(config.ping_timeout())
         .max_payload(config.max_polling_body())
         .max_buffer_size(config.max_buffered_packets as usize)
-        .ws_read_buffer_size(WS_READ_BUFFER);
+        .ws_read_buffer_size(WS_READ_BUFFER)
+        // A WebSocket message is read whole before socket.io sees it: bound it like a
+        // polling body, so nothing larger is ever buffered (the library allows 64 MiB).
+        .ws_max_message_size(config.max_polling_body() as usize)
+        .ws_max_frame_size(config.max_polling_body() as usize)
+        .connect_timeout(config.handshake_timeout())
+        .with_parser(
+            ParserConfig::common()
+                .max_incoming_binaries(1)
+                .max_incoming_binary_buf_size(MAX_BINARY_BYTES)
+                .packet_completion_timeout(PARTIAL_PACKET_TIMEOUT),
+        );
     let grace = config.resume_grace();
     let lifecycle = Lifecycle::default();
     let signaling_with = |store: Arc<dyn RoomStore>,
@@ -178,6 +224,10 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::admission,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::gate,
         ));
     Ok(App {
         router,
@@ -207,6 +257,9 @@ impl AppState {
 
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
             ice_servers: config.ice_servers.clone(),
+            allowed_origins: (!config.cors_allows_any()).then(|| config.cors_origins.clone()),
+            metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
+            turn: config.turn(),
         })
     }
 }

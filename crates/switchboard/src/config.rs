@@ -19,7 +19,10 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 3001)]
     pub port: u16,
 
-    /// Origins allowed by CORS, comma-separated (e.g. `https://app.example.com`). `*` allows
+    /// Origins allowed to use this server, comma-separated (e.g. `https://app.example.com`):
+    /// CORS answers name only these, and a socket.io request (WebSocket upgrade or polling)
+    /// whose `Origin` header is another one is refused with 403. Requests without `Origin`
+    /// (not from a browser) and from the server's own origin (the demo page) pass. `*` allows
     /// any origin. Unset: any origin is allowed and a warning is printed at start-up.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -32,10 +35,10 @@ pub struct Config {
     #[arg(long, env = "MAX_PAYLOAD", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
     pub max_payload: u32,
 
-    /// Largest HTTP long-polling request body, in bytes; a larger one closes that connection.
-    /// Defaults to 16 × --max-payload, so an oversized *event* gets a clear
-    /// `payload-too-large` error instead of a disconnect. (WebSocket frames are bounded by
-    /// the WebSocket library, 64 MiB; events in them are still refused over --max-payload.)
+    /// Largest HTTP long-polling request body and largest WebSocket message, in bytes; a
+    /// larger one closes that connection before it is buffered whole. Defaults to
+    /// 16 × --max-payload, so an oversized *event* gets a clear `payload-too-large` error
+    /// instead of a disconnect.
     #[arg(long, env = "MAX_POLLING_BODY")]
     pub max_polling_body: Option<u32>,
 
@@ -72,6 +75,12 @@ pub struct Config {
     /// those rooms.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+
+    /// A PEM file with an RSA or P-256 public key: like --jwt-secret, but client tokens are
+    /// RS256 (RSA) or ES256 (P-256) signed by the matching private key, which only the app
+    /// backend holds.
+    #[arg(long, env = "JWT_PUBLIC_KEY", conflicts_with = "jwt_secret")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
 
     /// This node's id in logs, `/health`, `/cluster` and room state. Default: a random id.
     /// In a cluster every node needs its own id; a node restarted with the same id cleans up
@@ -128,6 +137,74 @@ pub struct Config {
     /// Bearer token for the admin endpoints (`POST /admin/drain`). Unset: they answer 404.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// Bytes that may wait for one client to read them (all its outgoing packets together).
+    /// A connection over it is cut (`outgoing-budget`); its rooms hear it leave. Must hold a
+    /// few of the largest events (--max-payload).
+    #[arg(long, env = "MAX_OUTGOING_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(65_536..=1_073_741_824))]
+    pub max_outgoing_bytes: u64,
+
+    /// Seconds a new TCP connection has to send a complete HTTP request head, and a new
+    /// Engine.IO session to send its socket.io CONNECT; slower ones are closed.
+    #[arg(long, env = "HANDSHAKE_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub handshake_timeout: u64,
+
+    /// Seconds a connection may stay open receiving nothing (no request, no frame, no pong)
+    /// before it is closed. Must exceed --ping-interval, or healthy WebSockets are cut.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
+
+    /// Sockets one source address may have connected at once; the next handshake gets 429.
+    /// The source is the TCP peer, or the last `X-Forwarded-For` address that is not a
+    /// trusted proxy when the peer is one (--trusted-proxies). 0 means no limit.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 100)]
+    pub max_connections_per_address: u32,
+
+    /// Proxies (IP addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For` header
+    /// is believed. Unset: the header is ignored and the TCP peer is the source address.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Rooms one socket may be in at once; the next `join-room` gets `too-many-rooms`.
+    #[arg(long, env = "MAX_ROOMS_PER_SOCKET", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rooms_per_socket: u32,
+
+    /// Refused events a socket may cause in a burst; the allowance refills at a tenth of
+    /// this per second. A socket that exceeds it is disconnected (`repeat-offender`). 0
+    /// turns this off.
+    #[arg(long, env = "MAX_REFUSALS", default_value_t = 1000)]
+    pub max_refusals: u32,
+
+    /// Bearer token for `GET /metrics` and `GET /cluster`. Unset: they answer anyone who
+    /// reaches the port (they show counts and node URLs, never who is connected).
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Shared secret of a TURN server run with coturn's `use-auth-secret`. When set (with
+    /// --turn-urls), `GET /ice-servers` adds a TURN entry with a credential minted for that
+    /// request, valid for --turn-ttl; with --jwt-secret, only for a request that carries a
+    /// valid client token (`Authorization: Bearer <JWT>`).
+    #[arg(
+        long,
+        env = "TURN_SECRET",
+        hide_env_values = true,
+        requires = "turn_urls"
+    )]
+    pub turn_secret: Option<String>,
+
+    /// The TURN server's URLs for the minted credentials, comma-separated
+    /// (`turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349`).
+    #[arg(long, env = "TURN_URLS", value_delimiter = ',', value_parser = parse_turn_url)]
+    pub turn_urls: Vec<String>,
+
+    /// Seconds a minted TURN credential stays valid (allocations are refreshed with it, so
+    /// keep it longer than a call).
+    #[arg(long, env = "TURN_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    pub turn_ttl: u64,
+
+    /// Seconds of clock skew tolerated when checking a JWT's `exp` and `nbf`.
+    #[arg(long, env = "JWT_LEEWAY", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub jwt_leeway: u64,
 }
 
 /// A node id is part of Redis keys (inside a hash tag) and of log lines: keep it plain.
@@ -138,6 +215,24 @@ fn parse_node_id(id: &str) -> Result<String, String> {
     } else {
         Err("use 1-64 characters from A-Z a-z 0-9 . _ : @ -".into())
     }
+}
+
+/// A TURN URL for minted credentials.
+fn parse_turn_url(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    if url.starts_with("turn:") || url.starts_with("turns:") {
+        Ok(url.to_owned())
+    } else {
+        Err(format!("{url:?} is not a turn: or turns: URL"))
+    }
+}
+
+/// A trusted proxy: one address (`10.0.0.1`) or a range (`10.0.0.0/8`).
+fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not an IP address or CIDR range"))
 }
 
 /// The `--ice-servers` list, checked the way a browser's `RTCPeerConnection` would read it, so
@@ -209,6 +304,24 @@ impl Config {
         (self.max_room_size > 0).then_some(self.max_room_size)
     }
 
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout)
+    }
+
+    /// The TURN credentials to mint, when `--turn-secret` is set.
+    pub fn turn(&self) -> Option<crate::turn::TurnCredentials> {
+        let secret = self.turn_secret.clone().filter(|s| !s.is_empty())?;
+        Some(crate::turn::TurnCredentials::new(
+            secret,
+            self.turn_urls.clone(),
+            Duration::from_secs(self.turn_ttl),
+        ))
+    }
+
     pub fn node_ttl(&self) -> Duration {
         Duration::from_secs(self.node_ttl)
     }
@@ -276,6 +389,17 @@ mod tests {
         assert_eq!(default_of("node-ttl"), "4");
         assert_eq!(default_of("resume-grace"), "30");
         assert_eq!(default_of("region"), "default");
+        assert_eq!(default_of("max-outgoing-bytes"), "1048576");
+        assert_eq!(default_of("handshake-timeout"), "10");
+        assert_eq!(default_of("idle-timeout"), "90");
+        assert_eq!(default_of("max-connections-per-address"), "100");
+        assert_eq!(default_of("max-rooms-per-socket"), "16");
+        assert_eq!(default_of("max-refusals"), "1000");
+        assert_eq!(default_of("jwt-leeway"), "5");
+        let c = Config::try_parse_from(["switchboard", "--trusted-proxies", "10.0.0.1,fd00::/8"])
+            .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(Config::try_parse_from(["switchboard", "--trusted-proxies", "nginx"]).is_err());
         let c = Config::try_parse_from(["switchboard", "--max-payload", "2048"]).unwrap();
         assert_eq!(c.max_polling_body(), 32_768);
         let c = Config::try_parse_from(["switchboard", "--cors-origins", "https://a,https://b"])

@@ -12,20 +12,31 @@
 //!
 //! Long-polling sockets have no connection of their own to cut; they move when the node
 //! closes the rest at the end of the drain.
+//!
+//! The same switch enforces two deadlines on every connection, checked once a second by one
+//! sweep over all of them (no timer per connection): a connection must carry a complete HTTP
+//! request head within `--handshake-timeout` of being accepted (slowloris, and connections
+//! that never send anything), and one that receives nothing for `--idle-timeout` is closed
+//! (WebSocket clients answer a ping every `--ping-interval`, polling clients poll again at
+//! once).
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use std::time::Instant;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::metrics::{self, CutReason};
+use crate::outgoing::Outgoing;
 
 /// The switch of one connection: once cut, the connection reads end-of-file and cannot write.
 #[derive(Debug, Default)]
@@ -39,15 +50,47 @@ pub struct Cut {
     /// The task reading the connection, woken by [`Cut::cut`] so it sees end-of-file now
     /// rather than at the next byte from the client.
     reader: AtomicWaker,
+    /// When the connection was accepted, and when it last received bytes, in milliseconds
+    /// of [`clock`].
+    accepted_ms: AtomicU64,
+    last_read_ms: AtomicU64,
+    /// A complete HTTP request head arrived on it (see `http::gate`).
+    request_seen: AtomicBool,
+}
+
+/// Milliseconds since the first call: the coarse clock of the connection deadlines.
+fn clock() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_millis() as u64
 }
 
 impl Cut {
+    /// A complete request arrived: the handshake deadline no longer applies.
+    pub fn request_seen(&self) {
+        self.request_seen.store(true, Ordering::Relaxed);
+    }
+
+    /// Why the connection is past a deadline at `now`, if it is.
+    fn overdue(&self, now: u64, deadlines: &Deadlines) -> Option<CutReason> {
+        let handshake = deadlines.handshake.as_millis() as u64;
+        let idle = deadlines.idle.as_millis() as u64;
+        if !self.request_seen.load(Ordering::Relaxed)
+            && now.saturating_sub(self.accepted_ms.load(Ordering::Relaxed)) > handshake
+        {
+            Some(CutReason::HandshakeTimeout)
+        } else if now.saturating_sub(self.last_read_ms.load(Ordering::Relaxed)) > idle {
+            Some(CutReason::IdleTimeout)
+        } else {
+            None
+        }
+    }
+
     pub fn cut(&self) {
         self.cut.store(true, Ordering::Release);
         self.reader.wake();
     }
 
-    fn is_cut(&self) -> bool {
+    pub fn is_cut(&self) -> bool {
         self.cut.load(Ordering::Acquire)
     }
 
@@ -75,8 +118,72 @@ impl Cut {
 /// its cut: what was already queued for the client goes out first.
 pub const FLUSH_BEFORE_CUT: Duration = Duration::from_millis(150);
 
-/// A TCP listener whose connections can be cut, with TCP_NODELAY set on each.
-pub struct TrackedListener(pub TcpListener);
+/// A TCP listener whose connections can be cut, with TCP_NODELAY set on each, whose unsent
+/// bytes are bounded (see [`crate::outgoing`]) and which closes connections past their
+/// handshake or idle deadline.
+pub struct TrackedListener {
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    /// Every open connection, for the deadline sweep.
+    open: Arc<Mutex<Vec<Weak<Cut>>>>,
+    sweeping: bool,
+}
+
+/// The limits every connection of a [`TrackedListener`] gets.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// `--max-outgoing-bytes`: what one connection may have waiting for its client to read.
+    pub outgoing_budget: usize,
+    pub deadlines: Deadlines,
+}
+
+/// `--handshake-timeout` and `--idle-timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub handshake: Duration,
+    pub idle: Duration,
+}
+
+impl TrackedListener {
+    pub fn new(listener: TcpListener, limits: ConnectionLimits) -> Self {
+        Self {
+            listener,
+            limits,
+            open: Arc::default(),
+            sweeping: false,
+        }
+    }
+
+    /// Cuts the connections past a deadline, once a second, while the listener lives.
+    fn sweep(&self) -> impl Future<Output = ()> + use<> {
+        let open = Arc::downgrade(&self.open);
+        let deadlines = self.limits.deadlines;
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(open) = open.upgrade() else { return };
+                let now = clock();
+                let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+                open.retain(|weak| {
+                    let Some(cut) = weak.upgrade() else {
+                        return false;
+                    };
+                    if cut.is_cut() {
+                        return false;
+                    }
+                    if let Some(reason) = cut.overdue(now, &deadlines) {
+                        metrics::connection_cut(reason);
+                        tracing::debug!(reason = reason.name(), "connection cut");
+                        cut.cut();
+                        return false;
+                    }
+                    true
+                });
+            }
+        }
+    }
+}
 
 impl Listener for TrackedListener {
     type Io = TrackedStream;
@@ -84,19 +191,36 @@ impl Listener for TrackedListener {
 
     async fn accept(&mut self) -> (TrackedStream, SocketAddr) {
         loop {
-            match self.0.accept().await {
+            match self.listener.accept().await {
                 Ok((stream, addr)) => {
                     // Signaling is many small writes (a description, then candidates): without
                     // TCP_NODELAY, Nagle's algorithm holds each behind the peer's delayed ACK.
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!("cannot set TCP_NODELAY: {e}");
                     }
-                    let cut = Arc::new(Cut::default());
+                    if !self.sweeping {
+                        self.sweeping = true;
+                        tokio::spawn(self.sweep());
+                    }
+                    let now = clock();
+                    let cut = Arc::new(Cut {
+                        accepted_ms: AtomicU64::new(now),
+                        last_read_ms: AtomicU64::new(now),
+                        ..Cut::default()
+                    });
+                    self.open
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(Arc::downgrade(&cut));
+                    let stream = Arc::new(stream);
+                    let budget = self.limits.outgoing_budget;
+                    let outgoing = Outgoing::new(stream.clone(), cut.clone(), addr, budget);
                     return (
                         TrackedStream {
                             stream,
                             cut,
                             shut: false,
+                            outgoing: Arc::new(outgoing),
                         },
                         addr,
                     );
@@ -113,7 +237,7 @@ impl Listener for TrackedListener {
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+        self.listener.local_addr()
     }
 }
 
@@ -122,12 +246,14 @@ fn is_resource_error(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
-/// An accepted connection with its [`Cut`] switch.
+/// An accepted connection with its [`Cut`] switch. Writes never wait (see
+/// [`crate::outgoing`]); reads wait for the client as usual.
 pub struct TrackedStream {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     cut: Arc<Cut>,
     /// Whether the write side was shut down after the cut.
     shut: bool,
+    outgoing: Arc<Outgoing>,
 }
 
 impl AsyncRead for TrackedStream {
@@ -143,47 +269,44 @@ impl AsyncRead for TrackedStream {
             // socket is the next ping, 25 s later.
             if !self.shut {
                 self.shut = true;
-                let _ = Pin::new(&mut self.stream).poll_shutdown(cx);
+                self.outgoing.shutdown();
             }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        loop {
+            std::task::ready!(self.stream.poll_read_ready(cx))?;
+            match self.stream.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    if n > 0 {
+                        self.cut.last_read_ms.store(clock(), Ordering::Relaxed);
+                    }
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 }
 
 impl AsyncWrite for TrackedStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.cut.is_cut() {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        }
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        Poll::Ready(self.outgoing.write(buf))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+    /// Written bytes are the kernel's or [`Outgoing`]'s, which writes them out by itself.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        if self.cut.is_cut() {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        }
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.outgoing.shutdown();
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -314,7 +437,14 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut tracked = TrackedListener(listener);
+        let limits = ConnectionLimits {
+            outgoing_budget: 1 << 20,
+            deadlines: Deadlines {
+                handshake: Duration::from_secs(10),
+                idle: Duration::from_secs(60),
+            },
+        };
+        let mut tracked = TrackedListener::new(listener, limits);
         let client = TcpStream::connect(addr).await.unwrap();
         let (mut server, _) = tracked.accept().await;
         let cut = server.cut.clone();

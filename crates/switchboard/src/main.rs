@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use switchboard::app;
 use switchboard::config::{Config, LogFormat};
-use switchboard::connections::{Peer, TrackedListener};
+use switchboard::connections::{ConnectionLimits, Deadlines, Peer, TrackedListener};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -45,6 +45,14 @@ async fn main() -> ExitCode {
         "switchboard listening"
     );
 
+    let limits = ConnectionLimits {
+        outgoing_budget: config.max_outgoing_bytes as usize,
+        deadlines: Deadlines {
+            handshake: config.handshake_timeout(),
+            idle: config.idle_timeout(),
+        },
+    };
+    let listener = TrackedListener::new(listener, limits);
     let app = std::sync::Arc::new(app);
     tokio::spawn(count_signals(app.clone()));
     let draining = app.clone();
@@ -52,7 +60,7 @@ async fn main() -> ExitCode {
         .router
         .clone()
         .into_make_service_with_connect_info::<Peer>();
-    let served = axum::serve(TrackedListener(listener), service)
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(async move { draining.drain().await })
         .await;
     if let Err(e) = served {

@@ -15,6 +15,8 @@
 //! | `switchboard_relayed_messages_total` | counter | `event`: see [`Relayed`] |
 //! | `switchboard_relay_latency_seconds` | histogram | `event`: see [`Relayed`] |
 //! | `switchboard_refused_events_total` | counter | `code`: every protocol error code |
+//! | `switchboard_connections_cut_total` | counter | `reason`: see [`CutReason`] |
+//! | `switchboard_handshakes_refused_total` | counter | `reason`: see [`HandshakeRefusal`] |
 //! | `switchboard_draining` | gauge | |
 //! | `switchboard_redis_up` | gauge (cluster mode only) | |
 //! | `switchboard_redis_errors_total` | counter | `kind`: `connection`, `command` |
@@ -192,6 +194,71 @@ impl DisconnectCause {
     }
 }
 
+/// Why the server cut a connection or ended a socket because of a limit, the `reason` label
+/// of `switchboard_connections_cut_total` (see docs/security.md). The socket's disconnect is
+/// also counted in `switchboard_disconnects_total` under the reason the transport reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutReason {
+    /// More than `--max-outgoing-bytes` waited for the client to read them.
+    OutgoingBudget,
+    /// Bytes waited and the client read none of them for a minute.
+    Stalled,
+    /// No complete HTTP request within `--handshake-timeout` of connecting.
+    HandshakeTimeout,
+    /// Nothing received for `--idle-timeout`.
+    IdleTimeout,
+    /// The socket's JWT expired.
+    TokenExpired,
+    /// The socket kept sending refused events (see `--max-refusals`).
+    RepeatOffender,
+}
+
+impl CutReason {
+    pub const ALL: [CutReason; 6] = [
+        CutReason::OutgoingBudget,
+        CutReason::Stalled,
+        CutReason::HandshakeTimeout,
+        CutReason::IdleTimeout,
+        CutReason::TokenExpired,
+        CutReason::RepeatOffender,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CutReason::OutgoingBudget => "outgoing-budget",
+            CutReason::Stalled => "stalled",
+            CutReason::HandshakeTimeout => "handshake-timeout",
+            CutReason::IdleTimeout => "idle-timeout",
+            CutReason::TokenExpired => "token-expired",
+            CutReason::RepeatOffender => "repeat-offender",
+        }
+    }
+}
+
+/// Why an HTTP request to socket.io was refused before any session existed, the `reason`
+/// label of `switchboard_handshakes_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeRefusal {
+    /// The `Origin` header is not in `--cors-origins` (403).
+    Origin,
+    /// The source address has `--max-connections-per-address` sockets already (429).
+    TooManyConnections,
+}
+
+impl HandshakeRefusal {
+    pub const ALL: [HandshakeRefusal; 2] = [
+        HandshakeRefusal::Origin,
+        HandshakeRefusal::TooManyConnections,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HandshakeRefusal::Origin => "origin",
+            HandshakeRefusal::TooManyConnections => "too-many-connections",
+        }
+    }
+}
+
 /// What failed when talking to Redis, the `kind` label of `switchboard_redis_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisError {
@@ -299,6 +366,8 @@ struct Handles {
     sessions_parked: Counter,
     sessions_ended: [Counter; 2],
     draining: Gauge,
+    cuts: [Counter; CutReason::ALL.len()],
+    handshakes_refused: [Counter; HandshakeRefusal::ALL.len()],
 }
 
 impl Handles {
@@ -324,6 +393,12 @@ impl Handles {
             sessions_ended: ["expired", "overflow"]
                 .map(|r| metrics::counter!("switchboard_sessions_ended_total", "reason" => r)),
             draining: metrics::gauge!("switchboard_draining"),
+            cuts: CutReason::ALL.map(|r| {
+                metrics::counter!("switchboard_connections_cut_total", "reason" => r.name())
+            }),
+            handshakes_refused: HandshakeRefusal::ALL.map(|r| {
+                metrics::counter!("switchboard_handshakes_refused_total", "reason" => r.name())
+            }),
         }
     }
 }
@@ -362,6 +437,14 @@ fn describe() {
     describe_counter!(
         "switchboard_refused_events_total",
         "Client events refused with an error event, by error code"
+    );
+    describe_counter!(
+        "switchboard_connections_cut_total",
+        "Connections or sockets this node ended because of a limit, by reason"
+    );
+    describe_counter!(
+        "switchboard_handshakes_refused_total",
+        "socket.io requests refused before a session existed, by reason"
     );
     describe_counter!(
         "switchboard_redis_errors_total",
@@ -449,6 +532,16 @@ pub fn relayed(event: Relayed, received: Instant) {
 /// A client event was refused with `code`.
 pub fn refused(code: ErrorCode) {
     HANDLES.refused[code as usize].increment(1);
+}
+
+/// The server ended a connection or socket because of a limit.
+pub fn connection_cut(reason: CutReason) {
+    HANDLES.cuts[reason as usize].increment(1);
+}
+
+/// A socket.io request was refused before any session existed.
+pub fn handshake_refused(reason: HandshakeRefusal) {
+    HANDLES.handshakes_refused[reason as usize].increment(1);
 }
 
 /// A Redis connection or command failed.
@@ -579,6 +672,12 @@ mod tests {
         }
         for (i, kind) in RedisError::ALL.iter().enumerate() {
             assert_eq!(*kind as usize, i);
+        }
+        for (i, reason) in CutReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i);
+        }
+        for (i, reason) in HandshakeRefusal::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i);
         }
     }
 

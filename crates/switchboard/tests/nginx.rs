@@ -9,7 +9,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
 /// Three nodes (extra `args`) and nginx in front of them.
 fn cluster_behind_nginx(args: &[&str]) -> (Cluster, Nginx) {
-    let cluster = Cluster::start(BIN, 3, args);
+    // nginx is every node's only peer: believe its X-Forwarded-For (as docker/compose.yml
+    // does), so each client counts under its own address for --max-connections-per-address.
+    let args = [args, &["--trusted-proxies", "127.0.0.1"]].concat();
+    let cluster = Cluster::start(BIN, 3, &args);
     let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port()).collect();
     let nginx = Nginx::spawn(&ports);
     (cluster, nginx)
@@ -51,8 +54,15 @@ fn rolling_restart_with_resumable_sessions() {
 #[test]
 fn drain_moves_every_socket() {
     let (wait, spread) = ("2", "10");
-    let (mut cluster, nginx) =
-        cluster_behind_nginx(&["--drain-wait", wait, "--drain-spread", spread]);
+    // 1,000 clients from a few addresses (those ip_hash sends to node 0): no per-address cap.
+    let (mut cluster, nginx) = cluster_behind_nginx(&[
+        "--drain-wait",
+        wait,
+        "--drain-spread",
+        spread,
+        "--max-connections-per-address",
+        "0",
+    ]);
     let env = [
         ("DRAIN_WAIT_SECS", wait.to_string()),
         ("DRAIN_SPREAD_SECS", spread.to_string()),

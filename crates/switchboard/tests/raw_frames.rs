@@ -328,10 +328,10 @@ async fn refused_events_get_an_error_event_and_do_no_harm() {
         r##"42["#rtcio:message",{{"target":"nobody","data":"{}"}}]"##,
         "y".repeat(100 * 1024)
     );
-    // WebSocket frames are bounded only by the WebSocket library (64 MiB).
-    let two_megabytes = format!(
+    // Over --max-payload but within a WebSocket message (16 × --max-payload by default).
+    let most_of_a_megabyte = format!(
         r#"42["join-room",{{"roomId":"big","name":"{}"}}]"#,
-        "x".repeat(2 * 1024 * 1024)
+        "x".repeat(900 * 1024)
     );
     let cases = [
         (r#"42["join-room","room1"]"#, "invalid-payload", "join-room"),
@@ -348,7 +348,7 @@ async fn refused_events_get_an_error_event_and_do_no_harm() {
             "join-room",
         ),
         (&over_max_payload, "payload-too-large", "#rtcio:message"),
-        (&two_megabytes, "payload-too-large", "join-room"),
+        (&most_of_a_megabyte, "payload-too-large", "join-room"),
     ];
     for (frame, code, event) in cases {
         let what = &frame[..frame.len().min(60)];
@@ -402,6 +402,30 @@ async fn unreadable_packets_close_only_that_connection() {
         bystander.expect_departure(&sender.sid, frame).await;
         bystander.assert_serves("after-close").await;
     }
+}
+
+/// A WebSocket message over --max-polling-body (16 × --max-payload) closes that connection
+/// before it is buffered whole, as an oversized polling body does; the room sees it leave.
+#[tokio::test]
+async fn oversized_websocket_message_closes_only_that_connection() {
+    let node = Node::spawn(BIN, &[]);
+    let (mut sender, mut bystander) = sender_and_bystander(&node).await;
+    let two_megabytes = format!(
+        r#"42["join-room",{{"roomId":"big","name":"{}"}}]"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    sender.send(two_megabytes);
+    loop {
+        match sender.next().await {
+            Frame::Closed(_) => break,
+            Frame::Other(close) if close == "1" => {}
+            other => panic!("expected the connection to close, got {other:?}"),
+        }
+    }
+    bystander
+        .expect_departure(&sender.sid, "oversized message")
+        .await;
+    bystander.assert_serves("after-close").await;
 }
 
 /// One HTTP/1.0 request to `/socket.io/?EIO=4&transport=polling{query}` (a POST when `body`

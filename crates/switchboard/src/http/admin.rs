@@ -51,10 +51,29 @@ pub async fn drain(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
-/// Compares in time that does not depend on where the strings differ.
-fn same_secret(presented: &str, expected: &str) -> bool {
-    let (a, b) = (presented.as_bytes(), expected.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `headers` carry `Authorization: Bearer <expected>`.
+pub(crate) fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|token| same_secret(token, expected))
+}
+
+/// 401 with a Bearer challenge.
+pub(crate) fn unauthorized(what: &str) -> Response {
+    let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
+    let body = format!("missing or wrong {what} token\n");
+    (StatusCode::UNAUTHORIZED, challenge, body).into_response()
+}
+
+/// Compares in time that depends neither on where the strings differ nor on whether their
+/// lengths do: both are hashed to 32 bytes first, and the digests compared in constant time.
+pub(crate) fn same_secret(presented: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let (a, b) = (Sha256::digest(presented), Sha256::digest(expected));
+    a.ct_eq(&b).into()
 }
 
 #[cfg(test)]

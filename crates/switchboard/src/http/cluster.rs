@@ -1,13 +1,14 @@
 //! `GET /cluster`: the nodes of this cluster that are alive, as the registry knows them.
 //!
 //! A single-process node lists itself. A cluster node reads the registry from Redis, so it
-//! answers 503 while Redis is unreachable rather than guess.
+//! answers 503 while Redis is unreachable rather than guess. With `--metrics-token` set it
+//! needs that token, as `/metrics` does.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -22,7 +23,12 @@ pub struct ClusterView {
     pub nodes: Vec<NodeInfo>,
 }
 
-pub async fn cluster(State(state): State<Arc<AppState>>) -> Response {
+pub async fn cluster(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token
+        && !super::admin::bearer_matches(&headers, token)
+    {
+        return super::admin::unauthorized("metrics");
+    }
     let node = state.node.id.clone();
     let nodes = match &state.cluster {
         None => vec![

@@ -17,8 +17,9 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName};
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderName};
+use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 
@@ -71,16 +72,34 @@ pub async fn socket_io_client() -> impl IntoResponse {
     (headers("text/javascript; charset=utf-8"), SOCKET_IO_JS)
 }
 
-/// `GET /ice-servers`: the `--ice-servers` list (checked at start-up), compacted. Not cached:
-/// TURN credentials in it may be short-lived.
-pub async fn ice_servers(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+/// `GET /ice-servers`: the `--ice-servers` list (checked at start-up), compacted, and with
+/// `--turn-secret` a TURN entry with a credential minted for this request (`crate::turn`).
+/// With `--jwt-secret`, the TURN entry needs a valid client token (`Authorization: Bearer`);
+/// without one the answer is 401. Not cached: the credentials are short-lived.
+pub async fn ice_servers(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let mut body = state.ice_servers.clone();
+    if let Some(turn) = &state.turn {
+        if let Some(verifier) = &state.signaling.verifier {
+            let token = headers
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if token.is_none_or(|t| verifier.verify(t).is_err()) {
+                return super::admin::unauthorized("client");
+            }
+        }
+        let mut list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
+        list.push(serde_json::json!(turn.mint()));
+        body = serde_json::Value::Array(list).to_string();
+    }
     (
         [
             (CONTENT_TYPE, "application/json"),
             (CACHE_CONTROL, "no-store"),
         ],
-        state.ice_servers.clone(),
+        body,
     )
+        .into_response()
 }
 
 #[cfg(test)]

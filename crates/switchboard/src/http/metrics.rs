@@ -2,14 +2,15 @@
 //!
 //! The counters live in [`crate::metrics`]; this handler only reads the state that is
 //! cheaper to look at once per scrape than to track on every change (sockets by transport,
-//! rooms, members, the Redis link and the bus) and renders. Unauthenticated, like `/health`:
-//! it says how busy the node is, never who is connected.
+//! rooms, members, the Redis link and the bus) and renders. Open like `/health` unless
+//! `--metrics-token` is set: it says how busy the node is, never who is connected.
 
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::metrics::{self, RedisScrape, Scrape};
@@ -17,7 +18,12 @@ use crate::metrics::{self, RedisScrape, Scrape};
 /// The content type of the Prometheus text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token
+        && !super::admin::bearer_matches(&headers, token)
+    {
+        return super::admin::unauthorized("metrics");
+    }
     let signaling = &state.signaling;
     let transports = signaling.transports();
     let scrape = Scrape {
@@ -34,5 +40,5 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             bus_failed: cluster.bus.failed(),
         }),
     };
-    ([(CONTENT_TYPE, TEXT_FORMAT)], metrics::render(&scrape))
+    ([(CONTENT_TYPE, TEXT_FORMAT)], metrics::render(&scrape)).into_response()
 }

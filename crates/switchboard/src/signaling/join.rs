@@ -52,6 +52,15 @@ impl<A: Adapter> Session<A> {
             });
         }
 
+        if self.rooms.len() >= self.signaling.limits.max_rooms_per_socket {
+            return Err(ProtocolError::new(
+                ErrorCode::TooManyRooms,
+                format!(
+                    "a socket may be in {} rooms at once; leave one first",
+                    self.signaling.limits.max_rooms_per_socket
+                ),
+            ));
+        }
         let member = Member {
             id: self.id.clone(),
             name,

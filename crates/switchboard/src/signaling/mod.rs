@@ -24,10 +24,12 @@
 
 mod deliver;
 mod disconnect;
+mod expiry;
 mod inbox;
 mod join;
 mod leave;
 mod media;
+mod refusals;
 mod relay;
 mod remote_relays;
 mod resume;
@@ -53,6 +55,7 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::{self, DisconnectCause};
 use crate::rooms::RoomStore;
 use crate::sessions::Sessions;
+use crate::sources::Sources;
 
 pub use deliver::to_session;
 pub use disconnect::{announce_departure, announce_session_end};
@@ -71,6 +74,8 @@ pub struct Signaling {
     pub limits: Limits,
     /// Present when `--jwt-secret` is set.
     pub verifier: Option<TokenVerifier>,
+    /// Sockets per source address.
+    pub sources: Arc<Sources>,
     /// Connected sockets on this node, for `/health`.
     sockets: AtomicUsize,
     /// Counts this node's sockets by their transport now (after any upgrade), for
@@ -106,6 +111,13 @@ pub struct Limits {
     pub room_capacity: Option<usize>,
     /// Sustained events per second per socket, and the burst size; `None`: unlimited.
     pub rate: Option<(u32, u32)>,
+    /// Most rooms one socket may be in at once.
+    pub max_rooms_per_socket: usize,
+    /// Refusals a socket may cause in a burst before it is disconnected; 0: no limit.
+    pub max_refusals: u32,
+    /// Most sockets per source address (0: no limit), and whose `X-Forwarded-For` to believe.
+    pub max_connections_per_address: usize,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Signaling {
@@ -118,12 +130,17 @@ impl Signaling {
         lifecycle: Lifecycle,
     ) -> Self {
         metrics::init();
+        let sources = Arc::new(Sources::new(
+            limits.trusted_proxies.clone(),
+            limits.max_connections_per_address,
+        ));
         Self {
             store,
             sessions,
             node_id,
             limits,
             verifier,
+            sources,
             sockets: AtomicUsize::new(0),
             census: OnceLock::new(),
             lifecycle,
@@ -148,6 +165,13 @@ pub fn connect_handler<A: Adapter>(
 ) -> impl ConnectHandler<A, (SocketRef<A>, SocketIo<A>)> {
     let for_admit = signaling.clone();
     let connect = move |socket: SocketRef<A>, io: SocketIo<A>| async move {
+        let expires = socket
+            .extensions
+            .get::<Arc<Pending<A>>>()
+            .and_then(|pending| pending.grant.exp);
+        if let (Some(exp), Some(verifier)) = (expires, &signaling.verifier) {
+            expiry::watch(io.clone(), socket.id, exp, verifier.leeway());
+        }
         let for_census = io.clone();
         signaling
             .census
@@ -214,6 +238,9 @@ fn admit<A: Adapter>(
     if resume.is_none() {
         socket.join(socket.id.to_string());
     }
+    if let Some(refusals) = refusals::Refusals::new(signaling.limits.max_refusals) {
+        socket.extensions.insert(refusals);
+    }
     let (inbox, queue) = Inbox::new(&signaling.limits);
     let disconnects = inbox.sender();
     socket.on_fallback(inbox);
@@ -278,6 +305,12 @@ fn on_connect<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, signaling: Arc<
         .headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
+    if let Some(remote) = remote {
+        let source = signaling.sources.source(remote.ip(), &request.headers);
+        if let Some(counted) = signaling.sources.enter(source) {
+            socket.extensions.insert(Arc::new(counted));
+        }
+    }
     tracing::info!(
         socket = %socket.id,
         transport = transport_name(socket.transport_type()),

@@ -1,5 +1,9 @@
-//! `stopScreenShare`: pass the sender's payload to the rest of the room, with `id` set to the
-//! sender (whatever the client put there).
+//! `stopScreenShare`: tell the rest of the room that the sender stopped sharing its screen.
+//!
+//! The sender's payload goes out with `id` set to the sender's socket id, as the rtc.io
+//! contract says (apps put their own fields in it, such as `streamId`). The fields that name
+//! a peer, `source` and `target`, are removed: receivers trust them as the server's word, and
+//! a client could otherwise name another peer as the one who stopped sharing.
 
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
@@ -18,6 +22,8 @@ impl<A: Adapter> Session<A> {
             mut payload,
         } = stop;
         self.ensure_member(&room_id)?;
+        payload.remove("source");
+        payload.remove("target");
         payload.insert("id".into(), Value::String(self.id.clone()));
         self.emit_room(&room_id, names::STOP_SCREEN_SHARE, &payload)
             .await;

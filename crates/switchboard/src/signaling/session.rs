@@ -240,13 +240,19 @@ fn relay_kind(event: &ClientEvent) -> Option<Relayed> {
 /// line is `info`, except for `rate-limited`, which is `debug`: a flooding client earns one
 /// refusal per excess event, and its log lines would be the flood. Other refusals are bounded
 /// by the rate limit, or (`payload-too-large`) by the bandwidth at `--max-payload` bytes each.
-/// The message never contains an envelope's `data` (it is never parsed).
+/// The message never contains an envelope's `data` (it is never parsed). The event name is
+/// cut to 64 characters, and a socket past its allowance of refusals is disconnected instead
+/// of answered (see `refusals`).
 pub(super) fn refuse<A: Adapter>(
     socket: &SocketRef<A>,
     event: &str,
     error: &ProtocolError,
     ack: AckSender<A>,
 ) {
+    let event = switchboard_protocol::inbound::shown_event_name(event);
+    if !super::refusals::allow(socket) {
+        return;
+    }
     metrics::refused(error.code);
     if error.code == ErrorCode::RateLimited {
         tracing::debug!(socket = %socket.id, event, code = %error.code, detail = %error.message, "event refused");
