@@ -426,7 +426,10 @@ mod tests {
         sockets.register(&stock);
         assert_eq!(sockets.cut(2, |socket| socket == "s1"), 2);
         assert!(stock.cut.load(Ordering::Acquire));
-        assert!(!resumable.is_cut(), "a leaving connection still reads and writes");
+        assert!(
+            !resumable.is_cut(),
+            "a leaving connection still reads and writes"
+        );
         assert_eq!(sockets.open(), 0);
         tokio::time::sleep(FLUSH_BEFORE_CUT * 2).await;
         assert!(resumable.cut.load(Ordering::Acquire));
