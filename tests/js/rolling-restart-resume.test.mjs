@@ -6,9 +6,10 @@
 // Runs from crates/switchboard/tests/nginx.rs (`rolling_restart_with_resumable_sessions`).
 // Asserts what a call would notice: no client ever changes peer id and no partner hears a
 // single departure; relays the server acknowledged are delivered, including those sent to a
-// client while it was moving. Known gap: a handful of relays emitted into a connection in the
-// instant it is closed are still lost (measured 3-9 of ~8,000 on the 2-core CI machine); the
-// bound below (0.5%) keeps that visible without failing on it. The target is 0.
+// client while it was moving. Known gap: once in a while a relay emitted into a connection in
+// the instant it closes is still lost (measured 0, 0, 0, 0 and 1 of ~8,300 in five runs on the
+// 2-core machine); the bound below (0.1%) keeps that visible without failing on it. The target
+// is 0.
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
@@ -88,6 +89,6 @@ test('three nodes drained and restarted in turn: no peer id changes, no departur
   for (const r of lost.slice(0, 10)) console.log(`# lost ${r.from}>${r.to}#${r.seq} sent at +${r.at - started} ms`);
   assert.ok(acked.length > 1000, `the load ran (${acked.length} relays acknowledged)`);
   assert.ok(moved >= ROOMS, `the restarts moved clients (${moved} resumes)`);
-  assert.ok(lost.length <= acked.length * 0.005, `${lost.length} of ${acked.length} acknowledged relays were lost: ${lost.slice(0, 10).map((r) => `${r.from}>${r.to}#${r.seq}`)}`);
+  assert.ok(lost.length <= acked.length * 0.001, `${lost.length} of ${acked.length} acknowledged relays were lost: ${lost.slice(0, 10).map((r) => `${r.from}>${r.to}#${r.seq}`)}`);
   for (const c of clients) c.close();
 });
