@@ -485,8 +485,8 @@ impl Sessions {
     }
 
     /// The connection `socket` of session `peer` is gone without the client saying goodbye:
-    /// parks the session. Returns what wakes its expiry early, or `None` if the session had moved on (another connection took
-    /// it over), in which case nothing is to be announced or changed.
+    /// parks the session. Returns what wakes its expiry early, or `None` if the session had
+    /// moved on (another connection took it over): then nothing is to be announced or changed.
     pub async fn park(&self, peer: &str, socket: &str, roster: Roster) -> Option<Arc<Notify>> {
         let wake = Arc::new(Notify::new());
         {
@@ -625,16 +625,6 @@ impl Sessions {
     /// Whether this node holds the session `peer` (live, starting or parked).
     pub fn holds(&self, peer: &str) -> bool {
         self.local().contains_key(peer)
-    }
-
-    /// Sessions this node holds, by state: (live, parked).
-    pub fn counts(&self) -> (usize, usize) {
-        let local = self.local();
-        let parked = local
-            .values()
-            .filter(|e| matches!(e.state, State::Parked { .. }))
-            .count();
-        (local.len() - parked, parked)
     }
 }
 
