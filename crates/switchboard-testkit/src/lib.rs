@@ -19,6 +19,7 @@
 
 mod cluster;
 mod js;
+mod metrics;
 mod nginx;
 mod node;
 mod port;
@@ -29,6 +30,7 @@ mod wait;
 
 pub use cluster::{Cluster, NODE_TTL_SECS};
 pub use js::{LIMITS_TEST_ARGS, js_dir, run_node_test, run_node_test_with_steps};
+pub use metrics::exported_metrics;
 pub use nginx::Nginx;
 pub use node::Node;
 pub use port::free_port;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use switchboard::config::Config;
+use switchboard_testkit::exported_metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -582,34 +583,6 @@ async fn http_get_status(addr: std::net::SocketAddr, path: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok());
     status.unwrap_or_else(|| panic!("GET {path}: not an HTTP response: {response}"))
-}
-
-/// The Prometheus metric names the source defines (string literals `"switchboard_…"`).
-fn exported_metrics() -> BTreeSet<String> {
-    let mut source = String::new();
-    collect_rust(&repo_file("crates/switchboard/src"), &mut source);
-    let names: BTreeSet<String> = source
-        .match_indices("\"switchboard_")
-        .filter_map(|(at, _)| source[at + 1..].split('"').next())
-        .filter(|name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        .map(str::to_owned)
-        .collect();
-    assert!(
-        !names.is_empty(),
-        "no metric names found in crates/switchboard/src"
-    );
-    names
-}
-
-fn collect_rust(dir: &Path, into: &mut String) {
-    for entry in std::fs::read_dir(dir).expect("source directory") {
-        let path = entry.expect("source entry").path();
-        if path.is_dir() {
-            collect_rust(&path, into);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            into.push_str(&std::fs::read_to_string(&path).expect("source file"));
-        }
-    }
 }
 
 // ---- Shared helpers ------------------------------------------------------------------------

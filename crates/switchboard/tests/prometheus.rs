@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use common::Peer;
 use rust_socketio::TransportType;
 use serde_json::{Value, json};
-use switchboard_testkit::{Cluster, Prometheus};
+use switchboard_testkit::{Cluster, Prometheus, exported_metrics};
 use yaml_rust2::{Yaml, YamlLoader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -538,34 +538,6 @@ fn metric_names(text: &str) -> BTreeSet<String> {
             }
         })
         .collect()
-}
-
-/// The metric names switchboard's source defines (string literals `"switchboard_…"`).
-fn exported_metrics() -> BTreeSet<String> {
-    let mut source = String::new();
-    collect_rust(&repo_file("crates/switchboard/src"), &mut source);
-    let names: BTreeSet<String> = source
-        .match_indices("\"switchboard_")
-        .filter_map(|(at, _)| source[at + 1..].split('"').next())
-        .filter(|name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        .map(str::to_owned)
-        .collect();
-    assert!(
-        !names.is_empty(),
-        "no metric names in crates/switchboard/src"
-    );
-    names
-}
-
-fn collect_rust(dir: &Path, into: &mut String) {
-    for entry in std::fs::read_dir(dir).expect("source directory") {
-        let path = entry.expect("source entry").path();
-        if path.is_dir() {
-            collect_rust(&path, into);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            into.push_str(&std::fs::read_to_string(&path).expect("source file"));
-        }
-    }
 }
 
 fn repo_file(path: &str) -> PathBuf {

@@ -126,15 +126,7 @@ impl RoomStore for MemoryRoomStore {
     }
 
     async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Located>, StoreError> {
-        let resumable = self
-            .rooms()
-            .get(room)
-            .and_then(|r| r.members.get(member_id))
-            .map(|e| e.member.resumable);
-        Ok(resumable.map(|resumable| Located {
-            location: Location::ThisNode,
-            resumable,
-        }))
+        Ok(self.locate_now(room, member_id).flatten())
     }
 
     async fn release(&self, member_id: &str) -> Vec<RoomId> {

@@ -319,13 +319,9 @@ impl RedisRoomStore {
 
     /// Records departures the other nodes have not been told yet (see [`node_unheard_key`]).
     pub async fn record_unheard(&self, departures: &[Departure]) -> Result<(), StoreError> {
-        if departures.is_empty() {
+        let Some(entries) = unheard_entries(departures) else {
             return Ok(());
-        }
-        let entries: Vec<String> = departures
-            .iter()
-            .map(|d| index_entry(d.room.as_str(), &d.member_id))
-            .collect();
+        };
         let _: i64 = self
             .redis()?
             .sadd(node_unheard_key(&self.node), entries)
@@ -336,13 +332,9 @@ impl RedisRoomStore {
 
     /// Forgets recorded departures once they have been told.
     pub async fn forget_unheard(&self, departures: &[Departure]) -> Result<(), StoreError> {
-        if departures.is_empty() {
+        let Some(entries) = unheard_entries(departures) else {
             return Ok(());
-        }
-        let entries: Vec<String> = departures
-            .iter()
-            .map(|d| index_entry(d.room.as_str(), &d.member_id))
-            .collect();
+        };
         let _: i64 = self
             .redis()?
             .srem(node_unheard_key(&self.node), entries)
@@ -758,16 +750,8 @@ impl RoomStore for RedisRoomStore {
     }
 
     async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Located>, StoreError> {
-        let here = self
-            .local()
-            .get(room)
-            .and_then(|m| m.get(member_id))
-            .map(|(member, _)| member.resumable);
-        if let Some(resumable) = here {
-            return Ok(Some(Located {
-                location: Location::ThisNode,
-                resumable,
-            }));
+        if let Some(here) = self.locate_now(room, member_id) {
+            return Ok(here);
         }
         let record = self.record(room, member_id).await?;
         // An entry claiming this node but unknown here is left over from an earlier run,
@@ -871,6 +855,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The entries of `departures` in a node's unheard set, or `None` when there are none.
+fn unheard_entries(departures: &[Departure]) -> Option<Vec<String>> {
+    (!departures.is_empty()).then(|| {
+        departures
+            .iter()
+            .map(|d| index_entry(d.room.as_str(), &d.member_id))
+            .collect()
+    })
 }
 
 fn parse_index_entry(entry: &str) -> Option<Departure> {
