@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, test } from 'node:test';
 
 import { closeAll, join, NODE_IDS, received, roomId, sleep, waitFor, waitForCount } from './lib/harness.mjs';
-import { addressesByNode, clientAddress, closeAgents, connectVia, nodeBehind } from './lib/proxy.mjs';
+import { addressesByNode, clientAddress, closeAgents, connectVia, nodeBehind, watchTrouble } from './lib/proxy.mjs';
 
 afterEach(closeAll);
 after(closeAgents);
@@ -24,12 +24,6 @@ async function addressesOnTwoNodes() {
   const byNode = await addressesByNode(12);
   const [[nodeA, [a]], [nodeB, [b]]] = [...byNode.entries()];
   return { a, b, nodeA, nodeB };
-}
-
-/** Records every disconnect (with its reason) and connection error of a socket. */
-function watchTrouble(socket, trouble) {
-  socket.on('disconnect', (reason) => trouble.push(`${socket.address}: disconnect (${reason})`));
-  socket.io.engine.on('error', (err) => trouble.push(`${socket.address}: engine error ${err.message ?? err}`));
 }
 
 test('ip_hash sends each client network to one node, and the networks to all three', async () => {

@@ -11,7 +11,8 @@
 //! - [`RedisCluster`]: three cluster-mode `redis-server`s forming a real Redis Cluster.
 //! - [`Cluster`]: Redis plus several nodes sharing it, and the steps JavaScript scenarios ask
 //!   for (kill a node, restart Redis, run a Redis command).
-//! - [`Nginx`]: nginx configured by the shipped `docker/nginx.conf`, in front of test nodes.
+//! - [`Nginx`]: nginx configured by a shipped file (`docker/nginx.conf` or
+//!   `docker/nginx-room-affinity.conf`), in front of test nodes.
 //! - [`Prometheus`]: Prometheus configured by the shipped `docker/prometheus/`, scraping test
 //!   nodes.
 //! - [`run_node_test`], [`run_node_test_with_steps`]: the socket.io JavaScript client tests.
@@ -31,7 +32,7 @@ mod wait;
 pub use cluster::{Cluster, NODE_TTL_SECS};
 pub use js::{LIMITS_TEST_ARGS, js_dir, run_node_test, run_node_test_with_steps};
 pub use metrics::exported_metrics;
-pub use nginx::Nginx;
+pub use nginx::{Nginx, room_affinity_config};
 pub use node::Node;
 pub use port::free_port;
 pub use prometheus::{PROMETHEUS_INTERVAL, Prometheus};

@@ -1,12 +1,14 @@
 //! nginx in front of test nodes, configured by the very file operators deploy
-//! (`docker/nginx.conf`), so the tests check the shipped configuration and not a copy.
+//! (`docker/nginx.conf`, or `docker/nginx-room-affinity.conf`), so the tests check the shipped
+//! configuration and not a copy.
 //!
-//! The file names its upstreams `switchboard-N:3001` and listens on 8080, as in
-//! `docker/compose.yml`; [`Nginx::spawn`] renders it with the test nodes' loopback ports, a
-//! free port to listen on, and its pid, logs and temporary files in a directory of its own.
+//! The files name their upstreams `switchboard-N:3001` and listen on 8080, as in
+//! `docker/compose.yml`; [`Nginx::spawn_with`] renders one with the test nodes' loopback
+//! ports, a free port to listen on, and its pid, logs and temporary files in a directory of
+//! its own.
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -22,22 +24,42 @@ pub struct Nginx {
     dir: PathBuf,
 }
 
-/// `docker/nginx.conf` in the workspace.
+/// `docker/nginx.conf` in the workspace: `ip_hash`, the default.
 pub fn shipped_config() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docker/nginx.conf")
+    docker_file("nginx.conf")
+}
+
+/// `docker/nginx-room-affinity.conf` in the workspace: `hash` on the room in the connection
+/// query.
+pub fn room_affinity_config() -> PathBuf {
+    docker_file("nginx-room-affinity.conf")
+}
+
+fn docker_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docker")
+        .join(name)
 }
 
 impl Nginx {
     /// Starts nginx with `docker/nginx.conf` proxying to the nodes on `upstream_ports`
     /// (127.0.0.1), and waits until it answers. Panics if nginx is missing or does not start.
     pub fn spawn(upstream_ports: &[u16]) -> Nginx {
+        Nginx::spawn_with(&shipped_config(), upstream_ports)
+    }
+
+    /// Like [`Nginx::spawn`], configured by the shipped file `config` (e.g.
+    /// [`room_affinity_config`]).
+    pub fn spawn_with(config: &Path, upstream_ports: &[u16]) -> Nginx {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("switchboard-nginx-{port}"));
         std::fs::create_dir_all(dir.join("logs")).expect("create the nginx directory");
-        let shipped = std::fs::read_to_string(shipped_config()).expect("read docker/nginx.conf");
+        let shipped = std::fs::read_to_string(config)
+            .unwrap_or_else(|e| panic!("read {}: {e}", config.display()));
+        let rendered = render(&shipped, upstream_ports, port, &dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
         let config = dir.join("nginx.conf");
-        std::fs::write(&config, render(&shipped, upstream_ports, port, &dir))
-            .expect("write the nginx config");
+        std::fs::write(&config, rendered).expect("write the nginx config");
 
         let child = Command::new(nginx_binary())
             .arg("-p")
@@ -111,7 +133,7 @@ fn nginx_binary() -> &'static str {
 }
 
 /// The shipped config with loopback upstreams, a loopback listen port and paths under `dir`.
-fn render(shipped: &str, upstream_ports: &[u16], port: u16, dir: &std::path::Path) -> String {
+fn render(shipped: &str, upstream_ports: &[u16], port: u16, dir: &Path) -> Result<String, String> {
     let mut out = String::new();
     let mut upstreams_written = false;
     for line in shipped.lines() {
@@ -149,31 +171,32 @@ fn render(shipped: &str, upstream_ports: &[u16], port: u16, dir: &std::path::Pat
             out += "\n";
         }
     }
-    assert!(
-        upstreams_written,
-        "docker/nginx.conf has no `server switchboard-N:PORT` upstream line"
-    );
-    out
+    if !upstreams_written {
+        return Err("no `server switchboard-N:PORT` upstream line".to_string());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Each shipped file renders with one loopback server per test node, in the upstream
+    /// the file defines, and keeps its balancing method.
     #[test]
     fn renders_loopback_upstreams_and_listen_port() {
-        let shipped = std::fs::read_to_string(shipped_config()).unwrap();
-        let rendered = render(
-            &shipped,
-            &[4001, 4002],
-            5000,
-            std::path::Path::new("/tmp/x"),
-        );
-        assert!(rendered.contains("server 127.0.0.1:4001 max_fails=0;"));
-        assert!(rendered.contains("server 127.0.0.1:4002 max_fails=0;"));
-        assert!(!rendered.contains("switchboard-3"));
-        assert!(rendered.contains("listen 127.0.0.1:5000;"));
-        assert!(rendered.contains("ip_hash;"));
-        assert!(rendered.contains("proxy_temp_path /tmp/x/proxy;"));
+        for (config, method) in [
+            (shipped_config(), "ip_hash;"),
+            (room_affinity_config(), "hash $room_affinity_key consistent;"),
+        ] {
+            let shipped = std::fs::read_to_string(&config).unwrap();
+            let rendered = render(&shipped, &[4001, 4002], 5000, Path::new("/tmp/x")).unwrap();
+            assert!(rendered.contains("server 127.0.0.1:4001 max_fails=0;"));
+            assert!(rendered.contains("server 127.0.0.1:4002 max_fails=0;"));
+            assert!(!rendered.contains("switchboard-3"));
+            assert!(rendered.contains("listen 127.0.0.1:5000;"));
+            assert!(rendered.contains(method), "{}", config.display());
+            assert!(rendered.contains("proxy_temp_path /tmp/x/proxy;"));
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! The deployment files in `docker/` (Dockerfile, compose.yml, nginx.conf, k8s/) checked
-//! against the binary they deploy.
+//! The deployment files in `docker/` (Dockerfile, compose.yml, nginx.conf and its room
+//! affinity variant, k8s/) checked against the binary they deploy.
 //!
 //! Nothing else in the test suite builds an image, starts compose or applies the manifests
 //! (CI has no Docker daemon and no Kubernetes), so without this a renamed option, a probe on a
@@ -227,6 +227,62 @@ fn compose_nginx_fronts_every_node() {
         "/etc/nginx/conf.d/default.conf"
     };
     assert_eq!(target, expected, "where ./nginx.conf is mounted");
+}
+
+/// `docker/nginx-room-affinity.conf` is `docker/nginx.conf` with one change, so the two cannot
+/// drift apart: `ip_hash` becomes a consistent hash on the query's `room`, or on the client's
+/// address when the query has none.
+#[test]
+fn room_affinity_nginx_conf_differs_only_in_the_hash() {
+    let ip_hash = nginx_statements(&read("docker/nginx.conf"));
+    let affinity = nginx_statements(&read("docker/nginx-room-affinity.conf"));
+    let in_upstream = |blocks: &[String]| blocks.last().is_some_and(|b| b.starts_with("upstream"));
+
+    let method = |conf: &[(Vec<String>, Vec<String>)], name: &str| -> Vec<String> {
+        let found: Vec<&Vec<String>> = conf
+            .iter()
+            .filter(|(blocks, words)| in_upstream(blocks) && words[0] == name)
+            .map(|(_, words)| words)
+            .collect();
+        let [words] = found.as_slice() else {
+            panic!("expected one `{name}` in the upstream, found {found:?}");
+        };
+        words[1..].to_vec()
+    };
+    assert_eq!(method(&ip_hash, "ip_hash"), Vec::<String>::new());
+    let hashed = method(&affinity, "hash");
+    let [key, consistent] = hashed.as_slice() else {
+        panic!("hash {hashed:?}: expected `hash $KEY consistent`");
+    };
+    assert_eq!(consistent, "consistent", "without it a drain would remap every room");
+
+    let map_header = format!("map $arg_room {key}");
+    let in_map = |blocks: &[String]| blocks.last().is_some_and(|b| *b == map_header);
+    let mut entries: Vec<Vec<String>> = affinity
+        .iter()
+        .filter(|(blocks, _)| in_map(blocks))
+        .map(|(_, words)| words.clone())
+        .collect();
+    entries.sort();
+    let expected: Vec<Vec<String>> = [["''", "$remote_addr"], ["default", "$arg_room"]]
+        .iter()
+        .map(|entry| entry.iter().map(|w| w.to_string()).collect())
+        .collect();
+    assert_eq!(entries, expected, "`{map_header}`: the room, else the address");
+
+    let rest = |conf: &[(Vec<String>, Vec<String>)]| -> Vec<(Vec<String>, Vec<String>)> {
+        conf.iter()
+            .filter(|(blocks, words)| {
+                !(in_map(blocks) || in_upstream(blocks) && ["ip_hash", "hash"].contains(&&*words[0]))
+            })
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        rest(&affinity),
+        rest(&ip_hash),
+        "nginx-room-affinity.conf and nginx.conf differ in more than the hash"
+    );
 }
 
 fn compose() -> Yaml {

@@ -1,5 +1,5 @@
 // A long-lived client that behaves like an rtc.io app behind a balancer: it connects through
-// nginx, joins its room on every (re)connect (a reconnected socket has a new id and no room,
+// nginx (optionally naming its room in the query, for room affinity), joins its room on every (re)connect (a reconnected socket has a new id and no room,
 // socketioxide has no connection-state recovery), tracks its roommates from user-connected /
 // user-disconnected, and records every relay it sends and receives so a test can tell which
 // ones were owed and lost. With `resumable`, it opts in to switchboard's resumable sessions
@@ -11,7 +11,11 @@ import { openVia } from './proxy.mjs';
 const ACK_TIMEOUT_MS = 5000;
 
 export class AppClient {
-  constructor(address, room, name, { resumable = false } = {}) {
+  /**
+   * `resumable`: opt in to resumable sessions. `roomInQuery`: name the room in the connection
+   * query (`?room=`), as clients behind docker/nginx-room-affinity.conf do.
+   */
+  constructor(address, room, name, { resumable = false, roomInQuery = false } = {}) {
     this.address = address;
     this.room = room;
     this.name = name;
@@ -46,6 +50,7 @@ export class AppClient {
       timeout: ACK_TIMEOUT_MS,
       transports: ['polling', 'websocket'],
       ...(resumable && { auth: (cb) => cb({ resume: this.resume }) }),
+      ...(roomInQuery && { query: { room } }),
     });
     this.socket = socket;
     socket.log = { push() {} }; // the harness log would grow with every relay: not needed here

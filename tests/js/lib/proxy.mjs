@@ -1,11 +1,13 @@
-// Clients behind nginx (docker/nginx.conf, started by crates/switchboard-testkit/src/nginx.rs).
+// Clients behind nginx (docker/nginx.conf or docker/nginx-room-affinity.conf, started by
+// crates/switchboard-testkit/src/nginx.rs).
 //
 // nginx's ip_hash picks a node from the first three octets of the client's address, and Linux
 // routes all of 127.0.0.0/8 to loopback: a client bound to 127.<a>.<b>.1 looks like a machine
 // of its own network to nginx. Each socket gets an http.Agent with that local address, which
-// socket.io-client uses for both long-polling requests and the WebSocket.
+// socket.io-client uses for both long-polling requests and the WebSocket. With room affinity,
+// nginx hashes the `room` of the query instead (the address when there is none).
 //
-//   SWITCHBOARD_PROXY_URL   where nginx listens
+//   SWITCHBOARD_PROXY_URL   where nginx listens (`opts.url` picks another nginx)
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -61,11 +63,21 @@ export function getVia(address, path) {
   });
 }
 
-/** The id of the node nginx sends `address` to (its /health answers with it). */
-export async function nodeBehind(address) {
-  const { status, body } = await getVia(address, '/health');
-  assert.equal(status, 200, `GET /health via ${address}: ${JSON.stringify(body)}`);
+/**
+ * The id of the node nginx sends `address` to (its /health answers with it); with `room`, the
+ * node a client of that room is sent to (the query nginx's room affinity hashes).
+ */
+export async function nodeBehind(address, room) {
+  const path = room === undefined ? '/health' : `/health?room=${encodeURIComponent(room)}`;
+  const { status, body } = await getVia(address, path);
+  assert.equal(status, 200, `GET ${path} via ${address}: ${JSON.stringify(body)}`);
   return body.node;
+}
+
+/** Records every disconnect (with its reason) and connection error of a socket in `trouble`. */
+export function watchTrouble(socket, trouble) {
+  socket.on('disconnect', (reason) => trouble.push(`${socket.address}: disconnect (${reason})`));
+  socket.io.engine.on('error', (err) => trouble.push(`${socket.address}: engine error ${err.message ?? err}`));
 }
 
 /** The first `count` client addresses, grouped by the node nginx sends them to: id -> [addresses]. */
