@@ -29,6 +29,29 @@ const RELAYS_PER_PAIR = 20;
 /** Measured shares by configuration, for the comparison at the end. */
 const shares = new Map();
 
+/**
+ * Client address indices in a fixed pseudo-random order. Consecutive /24s are a poor model of
+ * a room's members: ip_hash's arithmetic sends consecutive networks to different nodes, so
+ * they would almost never share one. Real members come from unrelated networks; a seeded
+ * shuffle of 1,000 networks stands in for them, and keeps the figures reproducible.
+ */
+const ADDRESS_ORDER = (() => {
+  let seed = 12;
+  const random = () => {
+    // mulberry32
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const order = Array.from({ length: 1000 }, (_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+})();
+
 /** Sum over the nodes of switchboard_relay_routes_total by route, or null if no node has it. */
 async function relayRoutes() {
   const sums = { local: 0, remote: 0 };
@@ -48,8 +71,8 @@ async function relayRoutes() {
 }
 
 /**
- * ROOMS rooms of two or three members, each member from its own address and naming its room in
- * the query; every member sends RELAYS_PER_PAIR relays to each roommate. Resolves with the
+ * ROOMS rooms of two or three members, each member from its own network (ADDRESS_ORDER) and
+ * naming its room in the query; every member sends RELAYS_PER_PAIR relays to each roommate. Resolves with the
  * share of node-local relays and how it was measured.
  */
 async function measure(label, url) {
@@ -59,7 +82,7 @@ async function measure(label, url) {
     const room = roomId('locality');
     const members = [];
     for (let k = 0; k < 2 + (r % 2); k++) {
-      const socket = await connectVia(clientAddress(next++), { url, query: { room } });
+      const socket = await connectVia(clientAddress(ADDRESS_ORDER[next++]), { url, query: { room } });
       await join(socket, room, `m${k}`);
       members.push(socket);
     }
