@@ -187,7 +187,10 @@ mod tests {
     fn renders_loopback_upstreams_and_listen_port() {
         for (config, method) in [
             (shipped_config(), "ip_hash;"),
-            (room_affinity_config(), "hash $room_affinity_key consistent;"),
+            (
+                room_affinity_config(),
+                "hash $room_affinity_key consistent;",
+            ),
         ] {
             let shipped = std::fs::read_to_string(&config).unwrap();
             let rendered = render(&shipped, &[4001, 4002], 5000, Path::new("/tmp/x")).unwrap();

@@ -254,7 +254,10 @@ fn room_affinity_nginx_conf_differs_only_in_the_hash() {
     let [key, consistent] = hashed.as_slice() else {
         panic!("hash {hashed:?}: expected `hash $KEY consistent`");
     };
-    assert_eq!(consistent, "consistent", "without it a drain would remap every room");
+    assert_eq!(
+        consistent, "consistent",
+        "without it a drain would remap every room"
+    );
 
     let map_header = format!("map $arg_room {key}");
     let in_map = |blocks: &[String]| blocks.last().is_some_and(|b| *b == map_header);
@@ -268,12 +271,16 @@ fn room_affinity_nginx_conf_differs_only_in_the_hash() {
         .iter()
         .map(|entry| entry.iter().map(|w| w.to_string()).collect())
         .collect();
-    assert_eq!(entries, expected, "`{map_header}`: the room, else the address");
+    assert_eq!(
+        entries, expected,
+        "`{map_header}`: the room, else the address"
+    );
 
     let rest = |conf: &[(Vec<String>, Vec<String>)]| -> Vec<(Vec<String>, Vec<String>)> {
         conf.iter()
             .filter(|(blocks, words)| {
-                !(in_map(blocks) || in_upstream(blocks) && ["ip_hash", "hash"].contains(&&*words[0]))
+                !(in_map(blocks)
+                    || in_upstream(blocks) && ["ip_hash", "hash"].contains(&&*words[0]))
             })
             .cloned()
             .collect()
