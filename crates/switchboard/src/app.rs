@@ -14,7 +14,7 @@ use socketioxide::{ParserConfig, SocketIo};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::auth::TokenVerifier;
-use crate::cluster::{Cluster, ClusterAdapter, InvalidRedisUrl, NodeIdentity};
+use crate::cluster::{Cluster, ClusterAdapter, InvalidRedisUrl, NodeIdentity, RedisBus};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::http;
@@ -176,10 +176,12 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
     let grace = config.resume_grace();
     let lifecycle = Lifecycle::default();
     let signaling_with = |store: Arc<dyn RoomStore>,
+                          bus: Option<RedisBus>,
                           directory: Option<Arc<dyn SessionDirectory>>| {
         let sessions = Sessions::new(grace, directory);
         Arc::new(Signaling::new(
             store,
+            bus,
             sessions,
             node.id.clone(),
             limits,
@@ -190,7 +192,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
 
     let (state, router, sockets) = match &config.redis_url {
         None => {
-            let signaling = signaling_with(Arc::new(MemoryRoomStore::new()), None);
+            let signaling = signaling_with(Arc::new(MemoryRoomStore::new()), None, None);
             let (layer, io) = sockets.build_layer();
             io.ns("/", signaling::connect_handler(signaling.clone()));
             let state = AppState::new(config, signaling, node, None);
@@ -202,7 +204,11 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         }
         Some(url) => {
             let cluster = Arc::new(Cluster::open(url, node.clone(), config.node_ttl()).await?);
-            let signaling = signaling_with(cluster.store.clone(), Some(cluster.sessions.clone()));
+            let signaling = signaling_with(
+                cluster.store.clone(),
+                Some(cluster.bus.clone()),
+                Some(cluster.sessions.clone()),
+            );
             let (layer, io) = sockets
                 .with_adapter::<ClusterAdapter>(cluster.adapter())
                 .build_layer();

@@ -23,6 +23,10 @@
 //! | `switchboard_bus_messages_lost_total` | counter (cluster mode only) | |
 //! | `switchboard_bus_publishes_skipped_total` | counter (cluster mode only) | |
 //! | `switchboard_bus_publishes_failed_total` | counter (cluster mode only) | |
+//! | `switchboard_cluster_messages_published_total` | counter (cluster mode only) | |
+//! | `switchboard_cluster_messages_received_total` | counter (cluster mode only) | |
+//! | `switchboard_cluster_messages_misrouted_total` | counter (cluster mode only) | |
+//! | `switchboard_relay_routes_total` | counter | `route`: see [`Route`] |
 //! | `switchboard_ghosts_reaped_total` | counter | |
 //! | `switchboard_sessions_resumed_total` | counter | |
 //! | `switchboard_sessions_parked_total` | counter | |
@@ -105,6 +109,26 @@ impl Relayed {
             Relayed::Message => names::MESSAGE,
             Relayed::MediaState => names::MEDIA_STATE,
             Relayed::StopScreenShare => names::STOP_SCREEN_SHARE,
+        }
+    }
+}
+
+/// Where a relay went, the `route` label of `switchboard_relay_routes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// To a socket or session on the sender's node.
+    Local,
+    /// To another node.
+    Remote,
+}
+
+impl Route {
+    pub const ALL: [Route; 2] = [Route::Local, Route::Remote];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Local => "local",
+            Route::Remote => "remote",
         }
     }
 }
@@ -362,6 +386,7 @@ struct Handles {
     refused: [Counter; ErrorCode::ALL.len()],
     redis_errors: [Counter; RedisError::ALL.len()],
     ghosts_reaped: Counter,
+    routes: [Counter; Route::ALL.len()],
     sessions_resumed: Counter,
     sessions_parked: Counter,
     sessions_ended: [Counter; 2],
@@ -388,6 +413,8 @@ impl Handles {
             redis_errors: RedisError::ALL
                 .map(|k| metrics::counter!("switchboard_redis_errors_total", "kind" => k.name())),
             ghosts_reaped: metrics::counter!("switchboard_ghosts_reaped_total"),
+            routes: Route::ALL
+                .map(|r| metrics::counter!("switchboard_relay_routes_total", "route" => r.name())),
             sessions_resumed: metrics::counter!("switchboard_sessions_resumed_total"),
             sessions_parked: metrics::counter!("switchboard_sessions_parked_total"),
             sessions_ended: ["expired", "overflow"]
@@ -486,6 +513,22 @@ fn describe() {
         "switchboard_bus_publishes_failed_total",
         "Relays to another node whose publish Redis did not accept; the sender got unavailable"
     );
+    describe_counter!(
+        "switchboard_cluster_messages_published_total",
+        "Messages this node published to the cluster (node mail and broadcasts)"
+    );
+    describe_counter!(
+        "switchboard_cluster_messages_received_total",
+        "Cluster messages this node received, on any channel"
+    );
+    describe_counter!(
+        "switchboard_cluster_messages_misrouted_total",
+        "Node mail this node received for a member it does not hold (should stay near 0)"
+    );
+    describe_counter!(
+        "switchboard_relay_routes_total",
+        "Relays to a socket on this node (local) or sent to another node (remote)"
+    );
     describe_gauge!(
         "switchboard_build_info",
         "Always 1; the labels say which version runs as which node"
@@ -550,6 +593,11 @@ pub fn redis_error(kind: RedisError) {
 }
 
 /// Members of a dead node were removed from their rooms.
+/// A relay was delivered on this node or sent to another.
+pub fn relay_routed(route: Route) {
+    HANDLES.routes[route as usize].increment(1);
+}
+
 pub fn ghosts_reaped(count: usize) {
     HANDLES.ghosts_reaped.increment(count as u64);
 }
@@ -595,6 +643,9 @@ pub struct RedisScrape {
     pub bus_lost: u64,
     pub bus_skipped: u64,
     pub bus_failed: u64,
+    pub published: u64,
+    pub received: u64,
+    pub misrouted: u64,
 }
 
 /// Sets the scrape-time gauges from `scrape` and renders every metric in the Prometheus text
@@ -617,6 +668,9 @@ pub fn render(scrape: &Scrape<'_>) -> String {
             counter!("switchboard_bus_messages_lost_total").absolute(redis.bus_lost);
             counter!("switchboard_bus_publishes_skipped_total").absolute(redis.bus_skipped);
             counter!("switchboard_bus_publishes_failed_total").absolute(redis.bus_failed);
+            counter!("switchboard_cluster_messages_published_total").absolute(redis.published);
+            counter!("switchboard_cluster_messages_received_total").absolute(redis.received);
+            counter!("switchboard_cluster_messages_misrouted_total").absolute(redis.misrouted);
         }
     });
     let mut out = RECORDER.handle().render();

@@ -25,6 +25,9 @@
 //! The counters this keeps (`lost`, `skipped`, `failed`) are what an operator alerts on;
 //! `/metrics` exports them as `switchboard_bus_messages_lost_total`,
 //! `switchboard_bus_publishes_skipped_total` and `switchboard_bus_publishes_failed_total`.
+//! It also counts every message published and received, and node mail that found nothing
+//! here to deliver to (`switchboard_cluster_messages_{published,received,misrouted}_total`),
+//! so an operator can see what the routing costs each node.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,6 +40,7 @@ use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::{broadcast, mpsc};
 
 use super::link::RedisLink;
+use super::mail::{Mail, mail_channel};
 use crate::metrics::{self, RedisError};
 
 /// Messages one subscription may queue between the dispatcher and the adapter. tokio's
@@ -91,6 +95,11 @@ struct Inner {
     skipped: AtomicU64,
     /// Required publishes Redis did not accept; their emit failed.
     failed: AtomicU64,
+    /// Messages published, and received on any channel.
+    published: AtomicU64,
+    received: AtomicU64,
+    /// Node mail received for something this node does not hold.
+    misrouted: AtomicU64,
 }
 
 impl RedisBus {
@@ -102,6 +111,9 @@ impl RedisBus {
                 lost: AtomicU64::new(0),
                 skipped: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
+                published: AtomicU64::new(0),
+                received: AtomicU64::new(0),
+                misrouted: AtomicU64::new(0),
                 link,
             }),
         };
@@ -145,6 +157,48 @@ impl RedisBus {
     pub fn failed(&self) -> u64 {
         self.inner.failed.load(Ordering::Relaxed)
     }
+
+    /// Messages this node published, on any channel.
+    pub fn published(&self) -> u64 {
+        self.inner.published.load(Ordering::Relaxed)
+    }
+
+    /// Messages this node received, on any channel.
+    pub fn received(&self) -> u64 {
+        self.inner.received.load(Ordering::Relaxed)
+    }
+
+    /// Node mail this node received for something it does not hold.
+    pub fn misrouted(&self) -> u64 {
+        self.inner.misrouted.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn count_misrouted(&self) {
+        self.inner.misrouted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends `mail` to `node` alone (see `mail`); whether a node was listening. Fails when
+    /// Redis is unreachable or refused it (counted as a failed publish).
+    pub async fn send_mail(&self, node: &str, mail: &Mail) -> Result<bool, BusError> {
+        let bus = &self.inner;
+        if !bus.link.is_up() {
+            bus.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(BusError(fred::error::Error::new(
+                fred::error::ErrorKind::IO,
+                "Redis is unreachable",
+            )));
+        }
+        let receivers: i64 = bus
+            .link
+            .commands()
+            .spublish(mail_channel(node), mail.encode())
+            .await
+            .inspect_err(|_| {
+                bus.failed.fetch_add(1, Ordering::Relaxed);
+            })?;
+        bus.published.fetch_add(1, Ordering::Relaxed);
+        Ok(receivers > 0)
+    }
 }
 
 impl Inner {
@@ -154,6 +208,7 @@ impl Inner {
     }
 
     fn route(&self, message: Message) {
+        self.received.fetch_add(1, Ordering::Relaxed);
         let channel = message.channel.to_string();
         let Some(data) = message.value.into_owned_bytes() else {
             tracing::warn!(%channel, "cluster message without a binary payload ignored");
@@ -222,7 +277,11 @@ impl Driver for RedisBus {
             bus.skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        if let Err(e) = bus.link.commands().spublish::<i64, _, _>(chan, val).await {
+        let published = bus.link.commands().spublish::<i64, _, _>(chan, val).await;
+        if published.is_ok() {
+            bus.published.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(e) = published {
             metrics::redis_error(RedisError::Command);
             if required() {
                 bus.failed.fetch_add(1, Ordering::Relaxed);

@@ -28,7 +28,7 @@ use socketioxide::adapter::Emitter;
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
 pub use bus::{RedisBus, publish_required};
-pub use link::{InvalidRedisUrl, RedisLink};
+pub use link::{COMMAND_TIMEOUT, InvalidRedisUrl, RedisLink};
 pub use mail::{Mail, mail_channel};
 pub use registry::{NodeInfo, NodeRegistry};
 
@@ -99,13 +99,15 @@ impl Cluster {
             tracing::warn!("Redis not reachable yet; serving local rooms only until it is");
         }
         let store = Arc::new(RedisRoomStore::new(link.clone(), node.id.clone()));
+        let bus = RedisBus::start(link.clone());
         Ok(Self {
-            bus: RedisBus::start(link.clone()),
             sessions: Arc::new(RedisSessionDirectory::new(
                 link.clone(),
+                bus.clone(),
                 node.id.clone(),
                 store.clone(),
             )),
+            bus,
             store,
             registry: NodeRegistry::new(link.clone(), ttl),
             link,

@@ -18,9 +18,14 @@ use socketioxide::SocketIo;
 use socketioxide_redis::drivers::Driver;
 use tokio::sync::broadcast;
 
+use serde_json::value::RawValue;
+use switchboard_protocol::RoomId;
+use switchboard_protocol::outbound::names;
+use tokio::sync::mpsc::UnboundedReceiver;
+
 use super::{Cluster, ClusterAdapter, Mail, bus, mail_channel};
 use crate::metrics;
-use crate::rooms::{Departure, Unheard, now_ms};
+use crate::rooms::{Departure, RosterChange, Told, Unheard, now_ms};
 use crate::sessions::{Orphan, Roster};
 use crate::signaling::{self, Signaling};
 
@@ -52,6 +57,9 @@ struct Upkeep {
     last_seen: HashMap<String, Instant>,
     /// Since when this node waits for the roster to be whole again.
     rebuilding_since: Option<Instant>,
+    /// Whether this node's view of its rooms' other members must be read from Redis again
+    /// (after a resync, once the roster is whole).
+    views_stale: bool,
 }
 
 /// When the upkeep loop should run again.
@@ -70,7 +78,10 @@ impl Cluster {
     /// Redis comes back after a long outage every heartbeat has expired, and the living nodes
     /// must get the chance to heartbeat again before anyone is declared dead.
     pub fn run(self: Arc<Self>, io: SocketIo<ClusterAdapter>, signaling: Arc<Signaling>) {
-        tokio::spawn(self.clone().read_mail(signaling.clone()));
+        tokio::spawn(self.clone().read_mail(io.clone(), signaling.clone()));
+        if let Some(told) = self.store.told() {
+            tokio::spawn(self.clone().tell_roster_changes(told));
+        }
         tokio::spawn(async move {
             let mut connected = self.link.connected();
             let mut subscribed = self.link.subscriber_connected();
@@ -141,6 +152,8 @@ impl Cluster {
             self.park_orphans(&node, resynced.orphaned, signaling, &mut departed)
                 .await;
             announce(io, &departed).await;
+            departed.extend(resynced.stale);
+            self.tell_departures(&departed, &node).await;
             let mut unheard = resynced.unheard;
             if let Some((_, earlier)) = upkeep.missed.take() {
                 unheard.departures.extend(earlier.departures);
@@ -150,6 +163,7 @@ impl Cluster {
             upkeep.missed = Some((Instant::now() + OTHERS_RECONNECT, unheard));
             upkeep.in_sync_since = Some(Instant::now());
             upkeep.registered = false;
+            upkeep.views_stale = true;
         }
         match self.registry.heartbeat(&self.describe(signaling)).await {
             Ok(false) if upkeep.registered => {
@@ -164,6 +178,12 @@ impl Cluster {
             }
         }
         let next = self.admit_joins_when_whole(upkeep).await;
+        if upkeep.views_stale && self.store.roster_complete() {
+            match self.store.refresh_views().await {
+                Ok(()) => upkeep.views_stale = false,
+                Err(e) => tracing::debug!(error = %e, "room views not refreshed; retried"),
+            }
+        }
         // Told once every node listens again (the roster is whole), and kept for the next
         // round if Redis lost its data meanwhile (some nodes may not have heard it).
         let due = |(at, _): &(Instant, Unheard)| Instant::now() >= *at;
@@ -276,8 +296,90 @@ impl Cluster {
         }
     }
 
+    /// Sends the roster changes of this node's members to the nodes that must hear them, in
+    /// the order they happened, until the process ends.
+    async fn tell_roster_changes(self: Arc<Self>, mut told: UnboundedReceiver<Told>) {
+        while let Some(Told { to, change }) = told.recv().await {
+            let mail = Mail::Roster(change);
+            for node in to {
+                if let Err(e) = self.bus.send_mail(&node, &mail).await {
+                    // Their view heals: a relay to the wrong node is answered with `Left`.
+                    tracing::debug!(%node, error = %e, "roster change not told");
+                }
+            }
+        }
+    }
+
+    /// Tells every live node that these members (of `node`) left their rooms.
+    async fn tell_departures(&self, departures: &[Departure], node: &str) {
+        for d in departures {
+            let left = RosterChange::Left {
+                room: d.room.clone(),
+                member: d.member_id.clone(),
+                node: node.to_owned(),
+            };
+            self.store.apply(&left);
+            self.tell_live_nodes(left).await;
+        }
+    }
+
+    /// Tells every other live node a roster change (rare events: a node died, departures
+    /// told late), since this node cannot know which of them have the room in their view.
+    async fn tell_live_nodes(&self, change: RosterChange) {
+        let nodes = match self.registry.live().await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not list live nodes; roster change not told");
+                return;
+            }
+        };
+        let mail = Mail::Roster(change);
+        for node in nodes.iter().filter(|n| n.id != self.node.id) {
+            if let Err(e) = self.bus.send_mail(&node.id, &mail).await {
+                tracing::debug!(node = %node.id, error = %e, "roster change not told");
+            }
+        }
+    }
+
+    /// Delivers a relay from another node to its target here, if the target is a member of
+    /// the room the sender named on this node; otherwise tells the sender's node, whose view
+    /// was stale, that the target is not here.
+    async fn relay_here(
+        &self,
+        io: &SocketIo<ClusterAdapter>,
+        from: String,
+        room: RoomId,
+        target: String,
+        payload: String,
+    ) {
+        if !self.store.delivers_here(&room, &target) {
+            self.bus.count_misrouted();
+            tracing::debug!(%room, %target, %from, "relay for a member not here");
+            let left = Mail::Roster(RosterChange::Left {
+                room,
+                member: target,
+                node: self.node.id.clone(),
+            });
+            if let Err(e) = self.bus.send_mail(&from, &left).await {
+                tracing::debug!(node = %from, error = %e, "could not correct a stale view");
+            }
+            return;
+        }
+        let payload = match RawValue::from_string(payload) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::warn!(error = %e, "relay from another node is not JSON; dropped");
+                return;
+            }
+        };
+        let to = io.to(target).local();
+        if let Err(e) = to.emit(names::MESSAGE, &payload).await {
+            tracing::debug!(error = %e, "relay from another node not delivered");
+        }
+    }
+
     /// Handles the mail addressed to this node (see `mail`), until the process ends.
-    async fn read_mail(self: Arc<Self>, signaling: Arc<Signaling>) {
+    async fn read_mail(self: Arc<Self>, io: SocketIo<ClusterAdapter>, signaling: Arc<Signaling>) {
         let channel = mail_channel(&self.node.id);
         let mut inbox = match self.bus.subscribe(channel, bus::STREAM_BUFFER).await {
             Ok(inbox) => inbox,
@@ -302,6 +404,13 @@ impl Cluster {
                         tracing::warn!(peer, event, error = %e, "event for a session lost");
                     }
                 }
+                Some(Mail::Relay {
+                    from,
+                    room,
+                    target,
+                    payload,
+                }) => self.relay_here(&io, from, room, target, payload).await,
+                Some(Mail::Roster(change)) => self.store.apply(&change),
                 Some(Mail::Moved { peer }) => {
                     if signaling.sessions.moved_away(&peer) {
                         let rooms = signaling.store.release(&peer).await;
@@ -353,6 +462,8 @@ impl Cluster {
             let here = self.store.local_members(&departure.room);
             signaling::announce_departure(io, &departure.room, &departure.member_id, here).await;
         }
+        self.tell_departures(&unheard.departures, &self.node.id)
+            .await;
         for (room, member_id, media) in &unheard.media {
             let here = self.store.local_members(room);
             signaling::announce_media(io, room, member_id, *media, here).await;
@@ -391,6 +502,9 @@ impl Cluster {
                     tracing::warn!(%node, ghosts = departed.len(), parked, "node died; its members were removed from their rooms");
                     metrics::ghosts_reaped(departed.len());
                     announce(io, &departed).await;
+                    let gone = RosterChange::NodeGone { node: node.clone() };
+                    self.store.apply(&gone);
+                    self.tell_live_nodes(gone).await;
                     if let Err(e) = self.registry.forget(&node).await {
                         tracing::warn!(%node, error = %e, "could not forget reaped node");
                     }

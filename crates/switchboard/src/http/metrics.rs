@@ -38,6 +38,9 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             bus_lost: cluster.bus.lost(),
             bus_skipped: cluster.bus.skipped(),
             bus_failed: cluster.bus.failed(),
+            published: cluster.bus.published(),
+            received: cluster.bus.received(),
+            misrouted: cluster.bus.misrouted(),
         }),
     };
     ([(CONTENT_TYPE, TEXT_FORMAT)], metrics::render(&scrape)).into_response()

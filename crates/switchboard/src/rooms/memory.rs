@@ -4,7 +4,7 @@
 //! is never held across an await; each method is one short critical section, which is also
 //! what makes `join` with a capacity atomic.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -125,8 +125,15 @@ impl RoomStore for MemoryRoomStore {
         }
     }
 
-    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Located>, StoreError> {
-        Ok(self.locate_now(room, member_id).flatten())
+    async fn locate(
+        &self,
+        rooms: &BTreeSet<RoomId>,
+        member_id: &str,
+    ) -> Result<Option<(RoomId, Located)>, StoreError> {
+        Ok(rooms.iter().find_map(|room| {
+            let located = self.locate_now(room, member_id).flatten()?;
+            Some((room.clone(), located))
+        }))
     }
 
     async fn release(&self, member_id: &str) -> Vec<RoomId> {
@@ -245,10 +252,17 @@ mod tests {
         assert!(!store.leave(&r1, "a").await.unwrap());
         store.join(&r1, &member("a"), None).await.unwrap();
         assert_eq!(store.peers(&r1).await.unwrap()[0].media, None);
+        let only_r2 = BTreeSet::from([r2.clone()]);
         assert_eq!(
-            store.locate(&r2, "a").await.unwrap().map(|l| l.location),
-            Some(Location::ThisNode)
+            store.locate(&only_r2, "a").await.unwrap(),
+            Some((
+                r2.clone(),
+                Located {
+                    location: Location::ThisNode,
+                    resumable: false
+                }
+            ))
         );
-        assert_eq!(store.locate(&r2, "b").await.unwrap(), None);
+        assert_eq!(store.locate(&only_r2, "b").await.unwrap(), None);
     }
 }

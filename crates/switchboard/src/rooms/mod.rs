@@ -15,14 +15,17 @@
 mod memory;
 mod redis;
 mod roster;
+mod view;
 
+use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use switchboard_protocol::{MediaState, MemberName, PeerInfo, RoomId};
 
 pub use memory::MemoryRoomStore;
-pub use redis::{Departure, Reaped, RedisRoomStore, Resynced, Unheard, node_members_key};
+pub use redis::{Departure, Reaped, RedisRoomStore, Resynced, Told, Unheard, node_members_key};
+pub use view::{Remote, RemoteMembers, RosterChange};
 
 /// Milliseconds since the Unix epoch, the clock of `joined_at_ms` and heartbeats.
 pub fn now_ms() -> u64 {
@@ -124,8 +127,14 @@ pub trait RoomStore: Send + Sync + 'static {
         media: MediaState,
     ) -> Result<bool, StoreError>;
 
-    /// Where `member_id` is connected, if it is in `room`.
-    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Located>, StoreError>;
+    /// Where `member_id` is connected, if it shares one of `rooms` with the asker, and that
+    /// room: answered from memory when it can be, else with one lookup in the backing store
+    /// (however many rooms there are).
+    async fn locate(
+        &self,
+        rooms: &BTreeSet<RoomId>,
+        member_id: &str,
+    ) -> Result<Option<(RoomId, Located)>, StoreError>;
 
     /// What [`RoomStore::locate`] would answer, when it can be told from memory without
     /// waiting (this node's own members always can); `None` when only `locate` can tell.

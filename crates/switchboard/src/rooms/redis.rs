@@ -20,6 +20,10 @@
 //! about local sockets does not need Redis. That is what lets local rooms keep relaying while
 //! Redis is down, and what [`RedisRoomStore::resync`] writes back when Redis returns empty.
 //! Until every node has written its members back, joins wait behind [`Roster`]'s gate.
+//!
+//! It also keeps where the other nodes' members of its rooms are ([`RemoteMembers`], see
+//! `view.rs`), so a relay finds its target's node without Redis. What the other nodes must
+//! hear to keep their views current goes out through [`RedisRoomStore::told`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -32,9 +36,10 @@ use fred::types::Value;
 use fred::types::scripts::Script;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::{MediaState, MemberName, RoomId};
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, mpsc};
 
 use super::roster::{Roster, rebuilding};
+use super::view::{Remote, RemoteMembers, RosterChange};
 use super::{Joined, Located, Location, Member, Peer, RoomStore, StoreError};
 use crate::cluster::RedisLink;
 use crate::metrics::{self, RedisError};
@@ -185,10 +190,22 @@ const RECENT_MAX: Duration = Duration::from_secs(60);
 /// This node's own members and their media state: room → member id → entry.
 type LocalMembers = HashMap<RoomId, HashMap<String, (Member, Option<MediaState>)>>;
 
+/// A roster change for other nodes to hear, and which nodes.
+#[derive(Debug)]
+pub struct Told {
+    pub to: BTreeSet<String>,
+    pub change: RosterChange,
+}
+
 pub struct RedisRoomStore {
     link: RedisLink,
     node: String,
     local: Mutex<LocalMembers>,
+    /// Where the other nodes' members of the rooms in `local` are.
+    remote: Mutex<RemoteMembers>,
+    /// Roster changes for the cluster to send (see [`RedisRoomStore::told`]).
+    tell: mpsc::UnboundedSender<Told>,
+    told: Mutex<Option<mpsc::UnboundedReceiver<Told>>>,
     /// Held shared by every change of this node's members and exclusively by `resync`, so a
     /// resync never sees a change half done (a member in the index but not yet local, or
     /// written back just after it left).
@@ -208,10 +225,14 @@ pub struct RedisRoomStore {
 
 impl RedisRoomStore {
     pub fn new(link: RedisLink, node: String) -> Self {
+        let (tell, told) = mpsc::unbounded_channel();
         Self {
             link,
             node,
             local: Mutex::new(HashMap::new()),
+            remote: Mutex::new(RemoteMembers::default()),
+            tell,
+            told: Mutex::new(Some(told)),
             changes: RwLock::new(()),
             unheard: Mutex::new(Unheard::default()),
             roster: Roster::default(),
@@ -230,6 +251,107 @@ impl RedisRoomStore {
 
     fn unheard(&self) -> MutexGuard<'_, Unheard> {
         self.unheard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remote(&self) -> MutexGuard<'_, RemoteMembers> {
+        lock(&self.remote)
+    }
+
+    /// The roster changes other nodes must hear, in order, for the cluster to send (once:
+    /// the receiver is handed out to the first caller).
+    pub fn told(&self) -> Option<mpsc::UnboundedReceiver<Told>> {
+        lock(&self.told).take()
+    }
+
+    fn tell(&self, to: BTreeSet<String>, change: RosterChange) {
+        if !to.is_empty() {
+            // Fails only once the cluster is gone, when nobody is left to tell.
+            let _ = self.tell.send(Told { to, change });
+        }
+    }
+
+    /// Whether a relay to `member_id` in `room` is delivered on this node: it is a member of
+    /// the room here, reached through its socket (not a resumable session).
+    pub fn delivers_here(&self, room: &RoomId, member_id: &str) -> bool {
+        self.local()
+            .get(room)
+            .and_then(|m| m.get(member_id))
+            .is_some_and(|(member, _)| !member.resumable)
+    }
+
+    /// Applies a roster change another node told this one.
+    pub fn apply(&self, change: &RosterChange) {
+        self.remote().apply(change);
+    }
+
+    /// Forgets the view of `room` if this node no longer has members there; the nodes it
+    /// listed. Otherwise the nodes with members in it.
+    fn nodes_after_leaving(&self, room: &RoomId) -> BTreeSet<String> {
+        let still_here = self.local().contains_key(room);
+        let mut remote = self.remote();
+        if still_here {
+            remote.nodes(room)
+        } else {
+            remote.untrack(room)
+        }
+    }
+
+    /// Starts the view of `room` with `peers` (a snapshot that includes the other nodes'
+    /// members) and tells those nodes that `member` is in the room here.
+    fn joined_here(&self, room: &RoomId, member: &Member, peers: &[Peer]) {
+        let remote: Vec<(String, Remote)> = peers
+            .iter()
+            .filter(|p| p.member.node != self.node)
+            .map(|p| {
+                let remote = Remote {
+                    node: p.member.node.clone(),
+                    resumable: p.member.resumable,
+                };
+                (p.member.id.clone(), remote)
+            })
+            .collect();
+        let nodes = remote.iter().map(|(_, r)| r.node.clone()).collect();
+        self.remote().track(room, remote);
+        self.tell(
+            nodes,
+            RosterChange::Joined {
+                room: room.clone(),
+                member: member.id.clone(),
+                node: self.node.clone(),
+                resumable: member.resumable,
+            },
+        );
+    }
+
+    /// Reads the other nodes' members of every room this node has members in from Redis
+    /// again: after an outage, changes told meanwhile may have been lost with Redis.
+    pub async fn refresh_views(&self) -> Result<(), StoreError> {
+        let rooms: Vec<RoomId> = self.local().keys().cloned().collect();
+        for room in rooms {
+            let remote = self.read_remote(&room).await?;
+            self.remote().replace(&room, remote);
+        }
+        Ok(())
+    }
+
+    /// The other nodes' members of `room`, as Redis has them.
+    async fn read_remote(&self, room: &RoomId) -> Result<HashMap<String, Remote>, StoreError> {
+        let members: HashMap<String, String> = self
+            .redis()?
+            .hgetall(members_key(room.as_str()))
+            .await
+            .map_err(unavailable)?;
+        Ok(members
+            .into_iter()
+            .filter_map(|(id, json)| {
+                let record: MemberRecord = serde_json::from_str(&json).ok()?;
+                let remote = Remote {
+                    node: record.node,
+                    resumable: record.resumable,
+                };
+                (remote.node != self.node).then_some((id, remote))
+            })
+            .collect())
     }
 
     fn redis(&self) -> Result<WithOptions<Client>, StoreError> {
@@ -513,6 +635,18 @@ impl RedisRoomStore {
                 .await
                 .map_err(unavailable)?;
         }
+        let remote = self.read_remote(room).await.unwrap_or_default();
+        let nodes = remote.values().map(|r| r.node.clone()).collect();
+        self.remote().track(room, remote);
+        self.tell(
+            nodes,
+            RosterChange::Joined {
+                room: room.clone(),
+                member: member_id.to_owned(),
+                node: self.node.clone(),
+                resumable: member.resumable,
+            },
+        );
         self.local()
             .entry(room.clone())
             .or_default()
@@ -651,6 +785,7 @@ impl RoomStore for RedisRoomStore {
             .entry(room.clone())
             .or_default()
             .insert(member.id.clone(), (member.clone(), previous_media));
+        self.joined_here(room, member, &peers);
         Ok(Joined::Admitted { peers })
     }
 
@@ -667,6 +802,17 @@ impl RoomStore for RedisRoomStore {
             }
             removed
         };
+        let nodes = self.nodes_after_leaving(room);
+        if was_here {
+            self.tell(
+                nodes,
+                RosterChange::Left {
+                    room: room.clone(),
+                    member: member_id.to_owned(),
+                    node: self.node.clone(),
+                },
+            );
+        }
         // The local record is the truth for this node's sockets; if Redis cannot be told
         // now, `resync` removes the member once Redis is back.
         let in_redis = async {
@@ -749,29 +895,64 @@ impl RoomStore for RedisRoomStore {
         Ok(true)
     }
 
-    async fn locate(&self, room: &RoomId, member_id: &str) -> Result<Option<Located>, StoreError> {
-        if let Some(here) = self.locate_now(room, member_id) {
-            return Ok(here);
-        }
-        let record = self.record(room, member_id).await?;
-        // An entry claiming this node but unknown here is left over from an earlier run,
-        // unless it is a resumable session this node is adopting right now: its session
-        // knows (`signaling::deliver`).
-        let found = record
-            .filter(|r| r.node != self.node || r.resumable)
-            .map(|r| Located {
-                location: Location::OtherNode(r.node),
-                resumable: r.resumable,
-            });
-        if found.is_none() {
-            // Nobody there means "not a roommate" only if the roster is whole: while nodes
-            // write their members back, the target may simply not be written yet.
-            let epoch = self.roster.admitting()?;
-            if !self.roster.still(&self.redis()?, &epoch).await? {
-                return Err(rebuilding());
+    async fn locate(
+        &self,
+        rooms: &BTreeSet<RoomId>,
+        member_id: &str,
+    ) -> Result<Option<(RoomId, Located)>, StoreError> {
+        for room in rooms {
+            if let Some(Some(located)) = self.locate_now(room, member_id) {
+                return Ok(Some((room.clone(), located)));
             }
         }
-        Ok(found)
+        if rooms.is_empty() {
+            return Ok(None);
+        }
+        // Not in this node's view: ask Redis once, for every room at the same time.
+        self.redis()?;
+        let pipeline = self.link.command_client().pipeline();
+        for room in rooms {
+            let _: () = pipeline
+                .hget(members_key(room.as_str()), member_id)
+                .await
+                .map_err(unavailable)?;
+        }
+        let records: Vec<Option<String>> =
+            tokio::time::timeout(crate::cluster::COMMAND_TIMEOUT, pipeline.all())
+                .await
+                .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
+                .map_err(unavailable)?;
+        for (room, record) in rooms.iter().zip(records) {
+            let Some(record) = record.and_then(|r| serde_json::from_str::<MemberRecord>(&r).ok())
+            else {
+                continue;
+            };
+            // An entry claiming this node but unknown here is left over from an earlier run,
+            // unless it is a resumable session this node is adopting right now: its session
+            // knows (`signaling::deliver`).
+            if record.node == self.node && !record.resumable {
+                continue;
+            }
+            let remote = Remote {
+                node: record.node,
+                resumable: record.resumable,
+            };
+            if remote.node != self.node {
+                self.remote().learn(room, member_id, remote.clone());
+            }
+            let located = Located {
+                location: Location::OtherNode(remote.node),
+                resumable: remote.resumable,
+            };
+            return Ok(Some((room.clone(), located)));
+        }
+        // Nobody there means "not a roommate" only if the roster is whole: while nodes
+        // write their members back, the target may simply not be written yet.
+        let epoch = self.roster.admitting()?;
+        if !self.roster.still(&self.redis()?, &epoch).await? {
+            return Err(rebuilding());
+        }
+        Ok(None)
     }
 
     async fn release(&self, member_id: &str) -> Vec<RoomId> {
@@ -786,6 +967,7 @@ impl RoomStore for RedisRoomStore {
             rooms
         };
         for room in &rooms {
+            self.nodes_after_leaving(room);
             if let Ok(redis) = self.redis() {
                 let _: Result<i64, _> = redis
                     .srem(
@@ -808,12 +990,18 @@ impl RoomStore for RedisRoomStore {
             .get(room)
             .and_then(|m| m.get(member_id))
             .map(|(member, _)| member.resumable);
-        here.map(|resumable| {
-            Some(Located {
+        if let Some(resumable) = here {
+            return Some(Some(Located {
                 location: Location::ThisNode,
                 resumable,
-            })
-        })
+            }));
+        }
+        let remote = self.remote();
+        let there = remote.locate(room, member_id)?;
+        Some(Some(Located {
+            location: Location::OtherNode(there.node.clone()),
+            resumable: there.resumable,
+        }))
     }
 
     fn local_rooms(&self) -> usize {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::interfaces::{PubsubInterface, SortedSetsInterface};
+use fred::interfaces::SortedSetsInterface;
 use fred::types::Value;
 use fred::types::scripts::Script;
 
@@ -24,7 +24,7 @@ use super::{
     Keeping, Kept, MAX_KEPT_BYTES, MAX_KEPT_EVENTS, Resumed, Roster, SessionDirectory, Token,
     roster_from_json, roster_to_json,
 };
-use crate::cluster::{Mail, RedisLink, mail_channel};
+use crate::cluster::{Mail, RedisBus, RedisLink};
 use crate::metrics::{self, RedisError};
 use crate::rooms::{RedisRoomStore, RoomStore, StoreError, now_ms};
 
@@ -115,6 +115,8 @@ pub enum Orphan {
 /// The cluster's sessions, over this node's Redis link.
 pub struct RedisSessionDirectory {
     link: RedisLink,
+    /// Node mail goes out here.
+    bus: RedisBus,
     node: String,
     store: Arc<RedisRoomStore>,
     open: Script,
@@ -138,9 +140,10 @@ fn unavailable(error: fred::error::Error) -> StoreError {
 }
 
 impl RedisSessionDirectory {
-    pub fn new(link: RedisLink, node: String, store: Arc<RedisRoomStore>) -> Self {
+    pub fn new(link: RedisLink, bus: RedisBus, node: String, store: Arc<RedisRoomStore>) -> Self {
         Self {
             link,
+            bus,
             node,
             store,
             open: Script::from_lua(OPEN),
@@ -251,16 +254,10 @@ impl RedisSessionDirectory {
     }
 
     async fn send(&self, node: &str, mail: &Mail) -> Result<bool, StoreError> {
-        if !self.link.is_up() {
-            return Err(StoreError::Unavailable("Redis is unreachable".into()));
-        }
-        let receivers: i64 = self
-            .link
-            .commands()
-            .spublish(mail_channel(node), mail.encode())
+        self.bus
+            .send_mail(node, mail)
             .await
-            .map_err(unavailable)?;
-        Ok(receivers > 0)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 }
 

@@ -51,6 +51,7 @@ use socketioxide::{SocketIo, TransportType};
 use tokio::sync::mpsc;
 
 use crate::auth::{Grant, TokenVerifier, Unauthorized};
+use crate::cluster::RedisBus;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{self, DisconnectCause};
 use crate::rooms::RoomStore;
@@ -67,6 +68,8 @@ use session::Session;
 /// Everything the handlers share, built once at start-up.
 pub struct Signaling {
     pub store: Arc<dyn RoomStore>,
+    /// The cluster's bus, in cluster mode: relays to other nodes go out on it as node mail.
+    pub bus: Option<RedisBus>,
     /// Resumable sessions this node holds (see `sessions`).
     pub sessions: Sessions,
     /// Stored with each member so a survivor can clean up after this node in a cluster.
@@ -123,6 +126,7 @@ pub struct Limits {
 impl Signaling {
     pub fn new(
         store: Arc<dyn RoomStore>,
+        bus: Option<RedisBus>,
         sessions: Sessions,
         node_id: String,
         limits: Limits,
@@ -136,6 +140,7 @@ impl Signaling {
         ));
         Self {
             store,
+            bus,
             sessions,
             node_id,
             limits,

@@ -4,16 +4,17 @@
 //! id, whatever the client wrote, and the envelope is delivered only if sender and target
 //! share a room. `data` is forwarded as the exact JSON text the sender wrote.
 //!
-//! In a cluster, a target on this node is reached without Redis (no publish, no round trip);
-//! only a target on another node costs a lookup and a publish. Relays that need the lookup
-//! wait in the session's [`super::remote_relays`] queue, so they never hold up relays to
-//! sockets on this node. A resumable target is reached through its session (`deliver`),
-//! which keeps the envelope while it is away.
+//! In a cluster, a target on this node is reached without Redis (no publish, no round trip).
+//! A target on another node is found in this node's view of the room (`rooms::view`) and
+//! costs one publish, on its node's own channel (`cluster::mail`): only that node receives
+//! it. A target missing from the view costs one lookup in Redis first; such relays wait in
+//! the session's [`super::remote_relays`] queue, so they never hold up the others. A
+//! resumable target is reached through its session (`deliver`), which keeps the envelope
+//! while it is away.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use socketioxide::BroadcastError;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use switchboard_protocol::outbound::names;
@@ -22,7 +23,8 @@ use switchboard_protocol::{Envelope, ErrorCode, ProtocolError, RoomId, ServerEve
 use super::Signaling;
 use super::deliver::to_session;
 use super::session::{Reply, Session};
-use crate::cluster::publish_required;
+use crate::cluster::Mail;
+use crate::metrics::{self, Route};
 use crate::rooms::{Located, Location, RoomStore};
 
 impl<A: Adapter> Session<A> {
@@ -53,10 +55,13 @@ pub(super) async fn relay<A: Adapter>(
 ) -> Result<Reply, ProtocolError> {
     let store = signaling.store.as_ref();
     let Envelope { target, data } = envelope;
-    let Some(Located {
-        location,
-        resumable,
-    }) = locate_roommate(store, rooms, &target).await?
+    let Some((
+        room,
+        Located {
+            location,
+            resumable,
+        },
+    )) = store.locate(rooms, &target).await?
     else {
         return Err(ProtocolError::new(
             ErrorCode::NotInRoom,
@@ -68,40 +73,58 @@ pub(super) async fn relay<A: Adapter>(
         target: &target,
         data: &data,
     };
-    if resumable {
-        let payload = serde_json::to_string(&payload).unwrap_or_default();
-        let hint = match location {
-            Location::ThisNode => None,
-            Location::OtherNode(node) => Some(node),
-        };
-        to_session(signaling, &target, names::MESSAGE, payload, hint).await?;
-        return Ok(Reply::Done);
-    }
-    let to = socket.within(target.clone());
-    match location {
-        Location::ThisNode => {
-            if let Err(e) = to.local().emit(names::MESSAGE, &payload).await {
+    let node = match location {
+        Location::ThisNode if !resumable => {
+            metrics::relay_routed(Route::Local);
+            if let Err(e) = socket
+                .within(target.clone())
+                .local()
+                .emit(names::MESSAGE, &payload)
+                .await
+            {
                 tracing::warn!(socket = source, %target, error = %e, "relay failed");
             }
+            return Ok(Reply::Done);
         }
-        Location::OtherNode(_) => {
-            // Redis must take it: an ok ack promises the message was sent on.
-            let started = Instant::now();
-            match publish_required(to.emit(names::MESSAGE, &payload)).await {
-                Ok(()) if started.elapsed() >= SLOW_PUBLISH && !store.still_intact().await => {
-                    tracing::info!(socket = source, %target, "relay published across a Redis restart");
-                    return Err(not_published());
-                }
-                Ok(()) => {}
-                Err(e @ BroadcastError::Adapter(_)) => {
-                    tracing::info!(socket = source, %target, error = %e, "relay not published");
-                    return Err(not_published());
-                }
-                Err(e) => tracing::warn!(socket = source, %target, error = %e, "relay failed"),
-            }
+        Location::ThisNode => None,
+        Location::OtherNode(node) => Some(node),
+    };
+    metrics::relay_routed(if node.is_some() {
+        Route::Remote
+    } else {
+        Route::Local
+    });
+    let payload = serde_json::to_string(&payload).unwrap_or_default();
+    if resumable {
+        to_session(signaling, &target, names::MESSAGE, payload, node).await?;
+        return Ok(Reply::Done);
+    }
+    let (Some(node), Some(bus)) = (node, &signaling.bus) else {
+        return Err(not_published()); // another node, but no cluster: cannot happen
+    };
+    // Redis must take it: an ok ack promises the message was sent on.
+    let mail = Mail::Relay {
+        from: signaling.node_id.clone(),
+        room,
+        target,
+        payload,
+    };
+    let started = Instant::now();
+    match bus.send_mail(&node, &mail).await {
+        Ok(true) if started.elapsed() >= SLOW_PUBLISH && !store.still_intact().await => {
+            tracing::info!(socket = source, "relay published across a Redis restart");
+            Err(not_published())
+        }
+        Ok(true) => Ok(Reply::Done),
+        Ok(false) => Err(ProtocolError::new(
+            ErrorCode::Unavailable,
+            "the peer's node is not reachable; nothing was delivered, try again",
+        )),
+        Err(e) => {
+            tracing::info!(socket = source, error = %e, "relay not published");
+            Err(not_published())
         }
     }
-    Ok(Reply::Done)
 }
 
 /// The refusal of an event whose cluster publish Redis did not take.
@@ -110,20 +133,6 @@ pub(super) fn not_published() -> ProtocolError {
         ErrorCode::Unavailable,
         "the cluster could not take this message; nothing was delivered, try again",
     )
-}
-
-/// Where `target` is, if it shares a room with this socket.
-async fn locate_roommate(
-    store: &dyn RoomStore,
-    rooms: &BTreeSet<RoomId>,
-    target: &str,
-) -> Result<Option<Located>, ProtocolError> {
-    for room in rooms {
-        if let Some(location) = store.locate(room, target).await? {
-            return Ok(Some(location));
-        }
-    }
-    Ok(None)
 }
 
 /// Whether a relay to `target` can be answered without waiting on the room store (a
