@@ -130,6 +130,10 @@ async function measure(label, url) {
   console.log(`# ${label}: ${ROOMS} rooms, ${next} clients on ${used.size} nodes, ${sent} relays`);
   console.log(`#   node-local by placement: ${pct(placed)}`);
   console.log(`#   node-local by switchboard_relay_routes_total: ${counted ? pct(counted) : 'not exported by these nodes'}`);
+  if (counted) {
+    assert.equal(counted.local + counted.remote, sent, 'each relay counted once, on its sender\'s node');
+    assert.equal(counted.local, placed.local, 'local relays are those between members of one node');
+  }
   const measured = counted ?? placed;
   return { share: measured.local / (measured.local + measured.remote), placedShare: local / sent };
 }
