@@ -13,10 +13,9 @@
 //! | a failed publish also skips local delivery            | publish while Redis is down is skipped and counted  |
 //!
 //! Skipping is right for a broadcast (its local part is delivered; what other nodes missed is
-//! told again after the outage), wrong for a relay to a socket on another node: the sender
-//! would be acked for a message nobody will deliver. An emit run inside [`publish_required`]
-//! fails instead when Redis does not accept its publish, and the sender is refused with
-//! `unavailable` (such a relay has no local part to lose).
+//! told again after the outage). Messages whose sender must know they went out (relays, join
+//! introductions) go as node mail ([`RedisBus::send_mail`]), which fails instead, and the
+//! sender is refused with `unavailable`.
 //!
 //! Redis's own pub/sub output-buffer limit (a subscriber more than 32 MB behind is cut off)
 //! is kept at bay by reading continuously: fred's reader never waits on us, and the dispatcher
@@ -30,7 +29,6 @@
 //! so an operator can see what the routing costs each node.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -54,23 +52,6 @@ pub const STREAM_BUFFER: usize = 1 << 20;
 #[error("redis pub/sub: {0}")]
 pub struct BusError(fred::error::Error);
 
-tokio::task_local! {
-    /// Present while an emit whose publish must reach Redis runs.
-    static REQUIRED: ();
-}
-
-/// Runs an emit whose publish must be accepted by Redis: a relay to a socket on another node.
-/// If Redis is unreachable or refuses the publish, the emit fails (nothing is delivered, here
-/// or elsewhere) instead of being skipped; the failure is counted as
-/// `switchboard_bus_publishes_failed_total`.
-pub async fn publish_required<F: Future>(emit: F) -> F::Output {
-    REQUIRED.scope((), emit).await
-}
-
-fn required() -> bool {
-    REQUIRED.try_with(|_| ()).is_ok()
-}
-
 /// Every failed bus command passes through here (`?`), so each is counted once.
 impl From<fred::error::Error> for BusError {
     fn from(error: fred::error::Error) -> Self {
@@ -93,7 +74,7 @@ struct Inner {
     lost: AtomicU64,
     /// Publishes skipped because Redis was unreachable; their local part was still delivered.
     skipped: AtomicU64,
-    /// Required publishes Redis did not accept; their emit failed.
+    /// Node mail Redis did not accept; its sender was refused or will tell again.
     failed: AtomicU64,
     /// Messages published, and received on any channel.
     published: AtomicU64,
@@ -153,7 +134,7 @@ impl RedisBus {
         Ok(())
     }
 
-    /// Required publishes (relays to another node) Redis did not accept.
+    /// Node mail (relays, introductions) Redis did not accept.
     pub fn failed(&self) -> u64 {
         self.inner.failed.load(Ordering::Relaxed)
     }
@@ -267,13 +248,6 @@ impl Driver for RedisBus {
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
         let bus = &self.inner;
         if !bus.link.is_up() {
-            if required() {
-                bus.failed.fetch_add(1, Ordering::Relaxed);
-                return Err(BusError(fred::error::Error::new(
-                    fred::error::ErrorKind::IO,
-                    "Redis is unreachable",
-                )));
-            }
             bus.skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
@@ -283,11 +257,6 @@ impl Driver for RedisBus {
         }
         if let Err(e) = published {
             metrics::redis_error(RedisError::Command);
-            if required() {
-                bus.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(error = %e, "publish to the cluster failed; the sender is refused");
-                return Err(BusError(e));
-            }
             // Returning the error would make the adapter skip local delivery too.
             bus.skipped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "publish to the cluster failed; delivered locally only");

@@ -42,6 +42,14 @@ pub enum Mail {
         target: String,
         payload: String,
     },
+    /// Emit a server event (JSON payload) to this node's sockets in a call room: all of them
+    /// when `to` is empty, else those of `to` that are members of the room here.
+    Emit {
+        room: RoomId,
+        to: Vec<String>,
+        event: String,
+        payload: String,
+    },
     /// A change to the members of a room this node may have in its view.
     Roster(RosterChange),
 }
@@ -52,10 +60,22 @@ const RELAY: u8 = b'R';
 const JOINED: u8 = b'J';
 const LEFT: u8 = b'L';
 const NODE_GONE: u8 = b'G';
+const EMIT: u8 = b'E';
 
 impl Mail {
     pub fn encode(&self) -> Vec<u8> {
+        // Member ids never contain a space (socket ids and session ids are URL-safe).
+        let to = match self {
+            Mail::Emit { to, .. } => to.join(" "),
+            _ => String::new(),
+        };
         let (tag, fields): (u8, Vec<&str>) = match self {
+            Mail::Emit {
+                room,
+                event,
+                payload,
+                ..
+            } => (EMIT, vec![room.as_str(), &to, event, payload]),
             Mail::Deliver {
                 peer,
                 event,
@@ -128,6 +148,16 @@ impl Mail {
                 node: next()?,
             }),
             NODE_GONE => Mail::Roster(RosterChange::NodeGone { node: next()? }),
+            EMIT => Mail::Emit {
+                room: room(next()?)?,
+                to: next()?
+                    .split(' ')
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                event: next()?,
+                payload: next()?,
+            },
             _ => return None,
         };
         rest.is_empty().then_some(mail)
@@ -180,6 +210,18 @@ mod tests {
                 node: "n2".into(),
             }),
             Mail::Roster(RosterChange::NodeGone { node: "n3".into() }),
+            Mail::Emit {
+                room: room("r"),
+                to: vec![],
+                event: "media-state".into(),
+                payload: "{}".into(),
+            },
+            Mail::Emit {
+                room: room("r"),
+                to: vec!["a".into(), "b".into()],
+                event: "user-connected".into(),
+                payload: "{\"id\":\"c\"}".into(),
+            },
         ];
         for mail in mails {
             assert_eq!(Mail::decode(&mail.encode()), Some(mail));

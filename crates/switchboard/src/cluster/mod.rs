@@ -27,7 +27,7 @@ use std::time::Duration;
 use socketioxide::adapter::Emitter;
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
-pub use bus::{RedisBus, publish_required};
+pub use bus::RedisBus;
 pub use link::{COMMAND_TIMEOUT, InvalidRedisUrl, RedisLink};
 pub use mail::{Mail, mail_channel};
 pub use registry::{NodeInfo, NodeRegistry};

@@ -378,6 +378,44 @@ impl Cluster {
         }
     }
 
+    /// Emits a room event from another node to this node's sockets in the room (those of
+    /// `to` only, when it names some).
+    async fn emit_here(
+        &self,
+        io: &SocketIo<ClusterAdapter>,
+        room: RoomId,
+        to: Vec<String>,
+        event: &str,
+        payload: String,
+    ) {
+        let payload = match RawValue::from_string(payload) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::warn!(error = %e, "room event from another node is not JSON; dropped");
+                return;
+            }
+        };
+        let sent = if to.is_empty() {
+            io.to(signaling::call_room(&room))
+                .local()
+                .emit(event, &payload)
+                .await
+        } else {
+            let members: Vec<String> = to
+                .into_iter()
+                .filter(|id| self.store.delivers_here(&room, id))
+                .collect();
+            if members.is_empty() {
+                self.bus.count_misrouted();
+                return;
+            }
+            io.to(members).local().emit(event, &payload).await
+        };
+        if let Err(e) = sent {
+            tracing::debug!(%room, event, error = %e, "room event not delivered to every member");
+        }
+    }
+
     /// Handles the mail addressed to this node (see `mail`), until the process ends.
     async fn read_mail(self: Arc<Self>, io: SocketIo<ClusterAdapter>, signaling: Arc<Signaling>) {
         let channel = mail_channel(&self.node.id);
@@ -411,6 +449,12 @@ impl Cluster {
                     payload,
                 }) => self.relay_here(&io, from, room, target, payload).await,
                 Some(Mail::Roster(change)) => self.store.apply(&change),
+                Some(Mail::Emit {
+                    room,
+                    to,
+                    event,
+                    payload,
+                }) => self.emit_here(&io, room, to, &event, payload).await,
                 Some(Mail::Moved { peer }) => {
                     if signaling.sessions.moved_away(&peer) {
                         let rooms = signaling.store.release(&peer).await;

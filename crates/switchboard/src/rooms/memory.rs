@@ -158,6 +158,10 @@ impl RoomStore for MemoryRoomStore {
         }))
     }
 
+    fn room_nodes(&self, _room: &RoomId) -> Vec<String> {
+        Vec::new()
+    }
+
     fn local_rooms(&self) -> usize {
         self.rooms().len()
     }

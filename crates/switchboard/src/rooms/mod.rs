@@ -154,6 +154,10 @@ pub trait RoomStore: Send + Sync + 'static {
         true
     }
 
+    /// The other nodes with members in `room`, as far as this node knows: those a room event
+    /// must reach besides this node's sockets. Empty with one process.
+    fn room_nodes(&self, room: &RoomId) -> Vec<String>;
+
     /// How many rooms have at least one member on this node (for `/cluster`).
     fn local_rooms(&self) -> usize;
 

@@ -184,6 +184,10 @@ pub struct Unheard {
 /// loses its data soon after: pub/sub messages published just before Redis dies may never
 /// have reached the other nodes.
 const RECENT: Duration = Duration::from_secs(3);
+/// How long a relay sent to a member before its departure was heard may still be on its way:
+/// it is delivered if it arrives within this long of the departure (the sender's node checked
+/// the two shared the room when it was sent).
+const IN_FLIGHT: Duration = Duration::from_secs(2);
 /// Departures older than this are never told again, however recent the last one was.
 const RECENT_MAX: Duration = Duration::from_secs(60);
 
@@ -217,6 +221,8 @@ pub struct RedisRoomStore {
     roster: Roster,
     /// Departures announced through Redis in the last [`RECENT`] before the latest one.
     recent: Mutex<VecDeque<(Instant, Departure)>>,
+    /// This node's members that left a room in the last [`IN_FLIGHT`], oldest first.
+    left_lately: Mutex<VecDeque<(Instant, Departure)>>,
     join: Script,
     leave: Script,
     set_media: Script,
@@ -237,6 +243,7 @@ impl RedisRoomStore {
             unheard: Mutex::new(Unheard::default()),
             roster: Roster::default(),
             recent: Mutex::new(VecDeque::new()),
+            left_lately: Mutex::new(VecDeque::new()),
             join: Script::from_lua(JOIN),
             leave: Script::from_lua(LEAVE),
             set_media: Script::from_lua(SET_MEDIA),
@@ -270,13 +277,40 @@ impl RedisRoomStore {
         }
     }
 
-    /// Whether a relay to `member_id` in `room` is delivered on this node: it is a member of
-    /// the room here, reached through its socket (not a resumable session).
+    /// Whether node mail for `member_id` in `room` is delivered on this node: it is a member
+    /// of the room here, reached through its socket (not a resumable session), or it left the
+    /// room so lately that the mail may have been sent before its departure was heard.
     pub fn delivers_here(&self, room: &RoomId, member_id: &str) -> bool {
-        self.local()
+        let member = self
+            .local()
             .get(room)
             .and_then(|m| m.get(member_id))
-            .is_some_and(|(member, _)| !member.resumable)
+            .map(|(m, _)| m.resumable);
+        match member {
+            Some(resumable) => !resumable,
+            None => lock(&self.left_lately)
+                .iter()
+                .any(|(_, d)| &d.room == room && d.member_id == member_id),
+        }
+    }
+
+    /// Remembers a departure of one of this node's members for [`IN_FLIGHT`].
+    fn remember_left(&self, room: &RoomId, member_id: &str) {
+        let now = Instant::now();
+        let mut lately = lock(&self.left_lately);
+        while lately
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > IN_FLIGHT)
+        {
+            lately.pop_front();
+        }
+        lately.push_back((
+            now,
+            Departure {
+                room: room.clone(),
+                member_id: member_id.to_owned(),
+            },
+        ));
     }
 
     /// Applies a roster change another node told this one.
@@ -296,10 +330,10 @@ impl RedisRoomStore {
         }
     }
 
-    /// Starts the view of `room` with `peers` (a snapshot that includes the other nodes'
-    /// members) and tells those nodes that `member` is in the room here.
-    fn joined_here(&self, room: &RoomId, member: &Member, peers: &[Peer]) {
-        let remote: Vec<(String, Remote)> = peers
+    /// Starts (or adds to) the view of `room` with `peers`, a snapshot that includes the
+    /// other nodes' members. The joiner's session tells those nodes (`signaling::join`).
+    fn track(&self, room: &RoomId, peers: &[Peer]) {
+        let remote = peers
             .iter()
             .filter(|p| p.member.node != self.node)
             .map(|p| {
@@ -308,19 +342,8 @@ impl RedisRoomStore {
                     resumable: p.member.resumable,
                 };
                 (p.member.id.clone(), remote)
-            })
-            .collect();
-        let nodes = remote.iter().map(|(_, r)| r.node.clone()).collect();
+            });
         self.remote().track(room, remote);
-        self.tell(
-            nodes,
-            RosterChange::Joined {
-                room: room.clone(),
-                member: member.id.clone(),
-                node: self.node.clone(),
-                resumable: member.resumable,
-            },
-        );
     }
 
     /// Reads the other nodes' members of every room this node has members in from Redis
@@ -785,7 +808,7 @@ impl RoomStore for RedisRoomStore {
             .entry(room.clone())
             .or_default()
             .insert(member.id.clone(), (member.clone(), previous_media));
-        self.joined_here(room, member, &peers);
+        self.track(room, &peers);
         Ok(Joined::Admitted { peers })
     }
 
@@ -804,6 +827,7 @@ impl RoomStore for RedisRoomStore {
         };
         let nodes = self.nodes_after_leaving(room);
         if was_here {
+            self.remember_left(room, member_id);
             self.tell(
                 nodes,
                 RosterChange::Left {
@@ -1002,6 +1026,10 @@ impl RoomStore for RedisRoomStore {
             location: Location::OtherNode(there.node.clone()),
             resumable: there.resumable,
         }))
+    }
+
+    fn room_nodes(&self, room: &RoomId) -> Vec<String> {
+        self.remote().nodes(room).into_iter().collect()
     }
 
     fn local_rooms(&self) -> usize {

@@ -14,15 +14,16 @@
 //! before the store admits it, so it cannot miss a departure or media change of a peer its
 //! backfill lists.
 
-use socketioxide::BroadcastError;
+use std::collections::{BTreeMap, BTreeSet};
+
 use socketioxide::adapter::Adapter;
 use switchboard_protocol::outbound::names;
 use switchboard_protocol::{ErrorCode, JoinRoom, ProtocolError, RoomId, ServerEvent};
 
+use super::broadcast;
 use super::deliver::to_session;
 use super::relay::{SLOW_PUBLISH, not_published};
 use super::session::{Reply, Session, call_room};
-use crate::cluster::publish_required;
 use crate::metrics;
 use crate::rooms::{Joined, Member, Peer, now_ms};
 
@@ -94,32 +95,46 @@ impl<A: Adapter> Session<A> {
         let offer = ServerEvent::InitOffer { source: &self.id };
         let (resumable, sockets): (Vec<&Peer>, Vec<&Peer>) =
             peers.iter().partition(|p| p.member.resumable);
-        // An ok ack promises that the earlier members were told: Redis must take both
-        // (and be the Redis the snapshot came from, if the publishes were slow).
-        let mut published = true;
-        if !sockets.is_empty() {
-            let earlier: Vec<String> = sockets.iter().map(|p| p.member.id.clone()).collect();
-            let started = std::time::Instant::now();
-            let introduced = publish_required(async {
-                let to = || self.socket.to(earlier.clone());
-                to().emit(names::USER_CONNECTED, &introduction).await?;
-                to().emit(names::INIT_OFFER, &offer).await
-            })
-            .await;
-            published = match introduced {
-                Ok(()) => {
-                    started.elapsed() < SLOW_PUBLISH || self.signaling.store.still_intact().await
-                }
-                Err(e @ BroadcastError::Adapter(_)) => {
-                    tracing::info!(socket = %self.id, room = %room_id, error = %e, "introductions not published");
-                    false
-                }
-                // A peer's connection closing at this very moment: the others were told.
-                Err(e) => {
-                    tracing::debug!(socket = %self.id, error = %e, "introduction not delivered to every peer");
-                    true
-                }
-            };
+        // Earlier members that are plain sockets, by node.
+        let mut earlier: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for peer in &sockets {
+            let ids = earlier.entry(peer.member.node.as_str()).or_default();
+            ids.push(peer.member.id.clone());
+        }
+        let here = earlier
+            .remove(self.signaling.node_id.as_str())
+            .unwrap_or_default();
+        if !here.is_empty() {
+            let to = || self.socket.to(here.clone()).local();
+            // A peer's connection closing at this very moment: the others were told.
+            let _ = to().emit(names::USER_CONNECTED, &introduction).await;
+            let _ = to().emit(names::INIT_OFFER, &offer).await;
+        }
+        // An ok ack promises that the earlier members were told: Redis must take every
+        // message (and be the Redis the snapshot came from, if they were slow). Each other
+        // node with members here hears first that the newcomer is in the room (its view), then
+        // the introductions, in that order on its one channel.
+        let started = std::time::Instant::now();
+        let nodes = peers
+            .iter()
+            .map(|p| p.member.node.clone())
+            .filter(|n| *n != self.signaling.node_id)
+            .collect::<BTreeSet<String>>();
+        let mut published = broadcast::joined(&self.signaling, &nodes, &room_id, &member).await;
+        for (node, ids) in earlier {
+            let nodes = [node.to_owned()];
+            for (event, payload) in [
+                (names::USER_CONNECTED, &introduction),
+                (names::INIT_OFFER, &offer),
+            ] {
+                let to = ids.clone();
+                published &=
+                    broadcast::to_nodes(&self.signaling, &nodes, &room_id, to, event, payload)
+                        .await;
+            }
+        }
+        if published && started.elapsed() >= SLOW_PUBLISH {
+            published = self.signaling.store.still_intact().await;
         }
         // Resumable peers are introduced through their sessions, so one between two
         // connections still hears of the newcomer when it comes back.
@@ -143,11 +158,13 @@ impl<A: Adapter> Session<A> {
             }
         }
         if !published {
+            tracing::info!(socket = %self.id, room = %room_id, "introductions not published");
             self.rooms.remove(&room_id);
             self.socket.leave(call_room(&room_id));
+            let nodes = self.signaling.store.room_nodes(&room_id);
             let _ = self.signaling.store.leave(&room_id, &self.id).await;
             let departed = ServerEvent::Departed { id: &self.id };
-            self.emit_room(&room_id, names::USER_DISCONNECTED, &departed)
+            self.emit_room_on(&nodes, &room_id, names::USER_DISCONNECTED, &departed)
                 .await;
             return Err(not_published());
         }

@@ -22,6 +22,7 @@
 //! `MessageHandler` that socketioxide calls synchronously in arrival order; it only admits the
 //! event into the socket's queue, and [`Session`] handles the queue in order.
 
+mod broadcast;
 mod deliver;
 mod disconnect;
 mod expiry;
@@ -64,6 +65,7 @@ use inbox::{Inbound, Inbox};
 pub use media::announce_media;
 pub use resume::SESSION_EVENT;
 use session::Session;
+pub use session::call_room;
 
 /// Everything the handlers share, built once at start-up.
 pub struct Signaling {

@@ -7,8 +7,9 @@
 //! In a cluster, a target on this node is reached without Redis (no publish, no round trip).
 //! A target on another node is found in this node's view of the room (`rooms::view`) and
 //! costs one publish, on its node's own channel (`cluster::mail`): only that node receives
-//! it. A target missing from the view costs one lookup in Redis first; such relays wait in
-//! the session's [`super::remote_relays`] queue, so they never hold up the others. A
+//! it. A target missing from the view costs one lookup in Redis first. Relays to another node
+//! wait in the session's [`super::remote_relays`] queue, so a Redis that hangs never holds up
+//! relays to sockets on this node. A
 //! resumable target is reached through its session (`deliver`), which keeps the envelope
 //! while it is away.
 
@@ -135,8 +136,9 @@ pub(super) fn not_published() -> ProtocolError {
     )
 }
 
-/// Whether a relay to `target` can be answered without waiting on the room store (a
-/// roommate on this node; with a single process, always).
+/// Whether a relay to `target` is answered without waiting on Redis: a roommate on this
+/// node (with a single process, always). Anything else waits on Redis for its lookup or its
+/// publish, which stalls for the command timeout when Redis hangs.
 pub(super) fn answerable_now(
     store: &dyn RoomStore,
     rooms: &BTreeSet<RoomId>,
@@ -145,9 +147,12 @@ pub(super) fn answerable_now(
     let mut all_known = true;
     for room in rooms {
         match store.locate_now(room, target) {
-            Some(Some(_)) => return true,
+            Some(Some(Located {
+                location: Location::ThisNode,
+                ..
+            })) => return true,
             Some(None) => {}
-            None => all_known = false,
+            Some(Some(_)) | None => all_known = false,
         }
     }
     all_known

@@ -1,7 +1,8 @@
-//! Relays that need a lookup in Redis, handled beside the session instead of inside it.
+//! Relays that wait on Redis, handled beside the session instead of inside it.
 //!
-//! A relay to a socket on another node asks Redis where the target is, then publishes. When
-//! Redis dies mid-command, that lookup waits for the command timeout (2 s); handled inside
+//! A relay to a socket on another node is published (after a lookup in Redis when this
+//! node's view of the room does not know the target). When Redis hangs, that command waits
+//! for the command timeout (2 s); handled inside
 //! the session's ordered loop, it would hold up every later event of the socket, relays to
 //! sockets on this node included, which need no Redis at all. So the session hands such
 //! relays to this queue, one per socket, started on the first one: it runs them in order,
@@ -28,10 +29,10 @@ use super::relay::relay;
 use super::session::{Reply, refuse};
 use crate::metrics::{self, Relayed};
 
-/// Relays one socket may have waiting for a lookup; beyond that the session waits too.
+/// Relays one socket may have waiting on Redis; beyond that the session waits too.
 const QUEUE: usize = 1024;
 
-/// One relay waiting for its lookup.
+/// One relay waiting on Redis.
 struct Queued<A: Adapter> {
     envelope: Envelope,
     rooms: BTreeSet<RoomId>,

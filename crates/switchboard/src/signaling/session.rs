@@ -21,10 +21,10 @@ use switchboard_protocol::{
 };
 use tokio::sync::mpsc;
 
-use super::Signaling;
 use super::inbox::Inbound;
 use super::relay::answerable_now;
 use super::remote_relays::RemoteRelays;
+use super::{Signaling, broadcast};
 use crate::auth::Grant;
 use crate::lifecycle::Phase;
 use crate::metrics::{self, DisconnectCause, Relayed};
@@ -198,19 +198,41 @@ impl<A: Adapter> Session<A> {
         }
     }
 
-    /// Sends an event to everyone in `room` but this socket, on every node.
+    /// Sends an event to everyone in `room` but this socket, on every node that has members
+    /// there (see `broadcast`).
     pub(super) async fn emit_room<T: Serialize + ?Sized>(
         &self,
         room: &RoomId,
         event: &str,
         payload: &T,
     ) {
-        let sent = self.socket.to(call_room(room)).emit(event, payload).await;
+        let nodes = self.signaling.store.room_nodes(room);
+        self.emit_room_on(&nodes, room, event, payload).await;
+    }
+
+    /// [`Session::emit_room`] to the nodes that had members in `room` before this socket left
+    /// it (after leaving, this node may no longer keep track of them).
+    pub(super) async fn emit_room_on<T: Serialize + ?Sized>(
+        &self,
+        nodes: &[String],
+        room: &RoomId,
+        event: &str,
+        payload: &T,
+    ) {
+        let sent = self
+            .socket
+            .to(call_room(room))
+            .local()
+            .emit(event, payload)
+            .await;
         // socketioxide reports a broadcast as failed when any one recipient's connection
         // has just closed (a peer leaving at the same moment); the others got it.
         if let Err(e) = sent {
             tracing::debug!(socket = %self.id, %room, event, error = %e, "broadcast not delivered to every member");
         }
+        // A node Redis could not reach now hears of departures and media changes again
+        // after the outage (`cluster::upkeep`).
+        broadcast::to_nodes(&self.signaling, nodes, room, Vec::new(), event, payload).await;
     }
 }
 
@@ -220,7 +242,7 @@ impl<A: Adapter> Session<A> {
 /// socket id is a valid `roomId`. Without the prefix, joining a room named after someone's id
 /// would receive the relays meant for them. Socket ids never contain `:`, so no call room can
 /// collide with an id room.
-pub(super) fn call_room(room: &RoomId) -> String {
+pub fn call_room(room: &RoomId) -> String {
     format!("call:{room}")
 }
 

@@ -1,0 +1,77 @@
+//! Room events beyond this node: to exactly the nodes that have members in the room.
+//!
+//! socket.io's cluster adapter publishes every room emit on one channel that every node
+//! reads, so every node pays for every room's traffic. A node knows which other nodes have
+//! members in its rooms (`rooms::view`), so a room event goes to its own sockets directly and,
+//! as node mail (`cluster::mail`), to each of those nodes; a node with no member in the room
+//! never sees it. Everything one node sends another (room events and relays) travels on that
+//! node's one channel, so it arrives in the order it was sent.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use switchboard_protocol::RoomId;
+
+use super::Signaling;
+use crate::cluster::Mail;
+use crate::rooms::{Member, RosterChange};
+
+/// Sends a room event to `nodes`, for their sockets in `room` (only those of `to` when it is
+/// not empty). Whether Redis took it for every node; a node nobody listens for any more (it
+/// crashed or exited) counts as reached: its sockets are gone.
+pub(super) async fn to_nodes<T: Serialize + ?Sized>(
+    signaling: &Signaling,
+    nodes: &[String],
+    room: &RoomId,
+    to: Vec<String>,
+    event: &str,
+    payload: &T,
+) -> bool {
+    let Some(bus) = &signaling.bus else {
+        return true;
+    };
+    if nodes.is_empty() {
+        return true;
+    }
+    let mail = Mail::Emit {
+        room: room.clone(),
+        to,
+        event: event.to_owned(),
+        payload: serde_json::to_string(payload).unwrap_or_default(),
+    };
+    let mut taken = true;
+    for node in nodes {
+        if let Err(e) = bus.send_mail(node, &mail).await {
+            tracing::debug!(%node, %room, event, error = %e, "room event not sent to a node");
+            taken = false;
+        }
+    }
+    taken
+}
+
+/// Tells `nodes` that `member` is now in `room` on this node, for their views of the room.
+/// Whether Redis took it for every node.
+pub(super) async fn joined(
+    signaling: &Signaling,
+    nodes: &BTreeSet<String>,
+    room: &RoomId,
+    member: &Member,
+) -> bool {
+    let Some(bus) = &signaling.bus else {
+        return true;
+    };
+    let mail = Mail::Roster(RosterChange::Joined {
+        room: room.clone(),
+        member: member.id.clone(),
+        node: member.node.clone(),
+        resumable: member.resumable,
+    });
+    let mut taken = true;
+    for node in nodes {
+        if let Err(e) = bus.send_mail(node, &mail).await {
+            tracing::debug!(%node, %room, error = %e, "join not told to a node");
+            taken = false;
+        }
+    }
+    taken
+}
