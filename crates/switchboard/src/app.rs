@@ -14,11 +14,12 @@ use socketioxide::{ParserConfig, SocketIo};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::auth::TokenVerifier;
-use crate::cluster::{Cluster, ClusterAdapter, InvalidRedisUrl, NodeIdentity, RedisBus};
+use crate::cluster::{Cluster, ClusterAdapter, NodeIdentity};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::http;
 use crate::lifecycle::{Lifecycle, Phase};
+use crate::redis::{InvalidRedisUrl, RedisBus};
 use crate::rooms::{MemoryRoomStore, RoomStore, now_ms};
 use crate::sessions::{SessionDirectory, Sessions};
 use crate::signaling::{self, Limits, Signaling};
@@ -127,7 +128,7 @@ impl App {
 }
 
 /// Builds the app: single-process without `--redis-url`, a cluster node with it. Never waits
-/// for Redis (see `cluster::link`).
+/// for Redis (see `redis::link`).
 pub async fn build(config: &Config) -> Result<App, BuildError> {
     let node = NodeIdentity {
         id: config.node_id.clone().unwrap_or_else(random_node_id),

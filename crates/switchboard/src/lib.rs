@@ -26,6 +26,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod outgoing;
+pub mod redis;
 pub mod rooms;
 pub mod sessions;
 pub mod signaling;

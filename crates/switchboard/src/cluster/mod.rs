@@ -2,21 +2,18 @@
 //!
 //! What each part is for:
 //!
-//! - [`link`]: the Redis connections and their failure rules (reconnect forever, fail fast).
-//! - [`bus`]: socketioxide-redis's pub/sub driver over fred, so an emit to a room or a socket
-//!   reaches it on whichever node it is connected to.
-//! - room state: [`crate::rooms::RedisRoomStore`], so every node sees who is in a room.
-//! - [`mail`]: messages to one node, for resumable sessions (see `crate::sessions`).
+//! - the Redis link, its pub/sub bus and node mail: [`crate::redis`], shared with the room
+//!   store and the sessions.
+//! - room state: [`crate::rooms::RedisRoomStore`], so every node sees who is in a room, and
+//!   where the other nodes' members of its own rooms are (its view, `rooms::view`).
 //! - [`registry`]: which nodes are alive, so a survivor can clean up after a crashed one.
 //! - [`upkeep`]: the node's upkeep loop ([`Cluster::run`]), which heartbeats, resynchronises
 //!   this node's members into Redis after every (re)connection, and reaps dead nodes.
 //!
-//! Request handling knows nothing of this: handlers call the `RoomStore` trait and emit
-//! through socketioxide, which is the same code in single-process mode.
+//! Request handling knows little of this: handlers call the `RoomStore` trait and emit
+//! through socketioxide, as in single-process mode; what goes to other nodes goes as node
+//! mail over the bus (`signaling::broadcast`, `signaling::relay`).
 
-mod bus;
-mod link;
-mod mail;
 mod registry;
 mod upkeep;
 
@@ -27,11 +24,9 @@ use std::time::Duration;
 use socketioxide::adapter::Emitter;
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
-pub use bus::RedisBus;
-pub use link::{COMMAND_TIMEOUT, InvalidRedisUrl, RedisLink};
-pub use mail::{Mail, mail_channel};
 pub use registry::{NodeInfo, NodeRegistry};
 
+use crate::redis::{InvalidRedisUrl, RedisBus, RedisLink, STREAM_BUFFER, mail_channel};
 use crate::rooms::{RedisRoomStore, now_ms};
 use crate::sessions::RedisSessionDirectory;
 use crate::signaling::Signaling;
@@ -122,7 +117,7 @@ impl Cluster {
     pub fn adapter(&self) -> RedisAdapterCtr<RedisBus> {
         let config = RedisAdapterConfig::new()
             .with_prefix("sb")
-            .with_stream_buffer(bus::STREAM_BUFFER);
+            .with_stream_buffer(STREAM_BUFFER);
         RedisAdapterCtr::new_with_driver(self.bus.clone(), config)
     }
 

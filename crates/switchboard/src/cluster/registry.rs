@@ -18,8 +18,8 @@ use fred::interfaces::{KeysInterface, SetsInterface};
 use fred::types::{Expiration, SetOptions};
 use serde::{Deserialize, Serialize};
 
-use super::link::RedisLink;
 use crate::metrics::{self, RedisError};
+use crate::redis::RedisLink;
 
 const NODES: &str = "sb:nodes";
 

@@ -23,9 +23,10 @@ use switchboard_protocol::RoomId;
 use switchboard_protocol::outbound::names;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{Cluster, ClusterAdapter, Mail, bus, mail_channel};
+use super::{Cluster, ClusterAdapter};
 use crate::metrics;
-use crate::rooms::{Departure, RosterChange, Told, Unheard, now_ms};
+use crate::redis::{Mail, RosterChange, STREAM_BUFFER, mail_channel};
+use crate::rooms::{Departure, Told, Unheard, now_ms};
 use crate::sessions::{Orphan, Roster};
 use crate::signaling::{self, Signaling};
 
@@ -419,7 +420,7 @@ impl Cluster {
     /// Handles the mail addressed to this node (see `mail`), until the process ends.
     async fn read_mail(self: Arc<Self>, io: SocketIo<ClusterAdapter>, signaling: Arc<Signaling>) {
         let channel = mail_channel(&self.node.id);
-        let mut inbox = match self.bus.subscribe(channel, bus::STREAM_BUFFER).await {
+        let mut inbox = match self.bus.subscribe(channel, STREAM_BUFFER).await {
             Ok(inbox) => inbox,
             Err(e) => {
                 tracing::error!(error = %e, "cannot receive node mail; resumable sessions degrade");

@@ -25,7 +25,7 @@ use switchboard_protocol::{MediaState, MemberName, PeerInfo, RoomId};
 
 pub use memory::MemoryRoomStore;
 pub use redis::{Departure, Reaped, RedisRoomStore, Resynced, Told, Unheard, node_members_key};
-pub use view::{Remote, RemoteMembers, RosterChange};
+pub use view::{Remote, RemoteMembers};
 
 /// Milliseconds since the Unix epoch, the clock of `joined_at_ms` and heartbeats.
 pub fn now_ms() -> u64 {
@@ -100,6 +100,14 @@ pub struct Located {
 pub enum StoreError {
     #[error("room store unavailable: {0}")]
     Unavailable(String),
+}
+
+impl StoreError {
+    /// A Redis command that failed (counted in `switchboard_redis_errors_total`).
+    pub fn redis(error: fred::error::Error) -> Self {
+        crate::metrics::redis_error(crate::metrics::RedisError::Command);
+        Self::Unavailable(error.to_string())
+    }
 }
 
 /// Cluster-wide room membership and media state.

@@ -39,10 +39,9 @@ use switchboard_protocol::{MediaState, MemberName, RoomId};
 use tokio::sync::{RwLock, mpsc};
 
 use super::roster::{Roster, rebuilding};
-use super::view::{Remote, RemoteMembers, RosterChange};
+use super::view::{Remote, RemoteMembers};
 use super::{Joined, Located, Location, Member, Peer, RoomStore, StoreError};
-use crate::cluster::RedisLink;
-use crate::metrics::{self, RedisError};
+use crate::redis::{COMMAND_TIMEOUT, RedisLink, RosterChange};
 
 /// Adds a member unless the room is full; returns `{members before, media}` or nil when full.
 const JOIN: &str = r#"
@@ -363,7 +362,7 @@ impl RedisRoomStore {
             .redis()?
             .hgetall(members_key(room.as_str()))
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::redis)?;
         Ok(members
             .into_iter()
             .filter_map(|(id, json)| {
@@ -397,7 +396,7 @@ impl RedisRoomStore {
         self.link
             .run_script(script, keys, args)
             .await
-            .map_err(unavailable)
+            .map_err(StoreError::redis)
     }
 
     /// Clears a node's index of the members `keep` rejects: each is removed from its room
@@ -410,7 +409,11 @@ impl RedisRoomStore {
         keep: impl Fn(&Departure) -> bool,
     ) -> Result<Reaped, StoreError> {
         let index = node_members_key(node);
-        let entries: Vec<String> = self.redis()?.smembers(&index).await.map_err(unavailable)?;
+        let entries: Vec<String> = self
+            .redis()?
+            .smembers(&index)
+            .await
+            .map_err(StoreError::redis)?;
         let mut reaped = Reaped::default();
         for entry in entries {
             let Some(departure) = parse_index_entry(&entry) else {
@@ -435,7 +438,7 @@ impl RedisRoomStore {
                 .redis()?
                 .srem(&index, &entry)
                 .await
-                .map_err(unavailable)?;
+                .map_err(StoreError::redis)?;
         }
         Ok(reaped)
     }
@@ -471,7 +474,7 @@ impl RedisRoomStore {
             .redis()?
             .sadd(node_unheard_key(&self.node), entries)
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::redis)?;
         Ok(())
     }
 
@@ -484,7 +487,7 @@ impl RedisRoomStore {
             .redis()?
             .srem(node_unheard_key(&self.node), entries)
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::redis)?;
         Ok(())
     }
 
@@ -495,7 +498,11 @@ impl RedisRoomStore {
         keep: impl Fn(&Departure) -> bool,
     ) -> Result<Vec<Departure>, StoreError> {
         let key = node_unheard_key(node);
-        let entries: Vec<String> = self.redis()?.smembers(&key).await.map_err(unavailable)?;
+        let entries: Vec<String> = self
+            .redis()?
+            .smembers(&key)
+            .await
+            .map_err(StoreError::redis)?;
         let mut taken = Vec::new();
         for entry in entries {
             let Some(departure) = parse_index_entry(&entry) else {
@@ -508,7 +515,7 @@ impl RedisRoomStore {
                 .redis()?
                 .srem(&key, &entry)
                 .await
-                .map_err(unavailable)?;
+                .map_err(StoreError::redis)?;
             taken.push(departure);
         }
         Ok(taken)
@@ -555,7 +562,7 @@ impl RedisRoomStore {
                 .redis()?
                 .sadd(&index, index_entry(room.as_str(), &member.id))
                 .await
-                .map_err(unavailable)?;
+                .map_err(StoreError::redis)?;
             let media = media.map(|m| to_json(&m)).unwrap_or_default();
             let record = to_json(&MemberRecord::of(&member));
             let only_if_mine = if member.resumable {
@@ -610,7 +617,7 @@ impl RedisRoomStore {
             .redis()?
             .hget(members_key(room.as_str()), member_id)
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::redis)?;
         Ok(record.and_then(|r| serde_json::from_str::<MemberRecord>(&r).ok()))
     }
 
@@ -631,7 +638,7 @@ impl RedisRoomStore {
             .redis()?
             .hget(media_key(room.as_str()), member_id)
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::redis)?;
         let media = media.and_then(|m| serde_json::from_str::<MediaState>(&m).ok());
         let Some(mut member) = record.into_member(member_id.to_owned()) else {
             return Ok(false);
@@ -642,7 +649,7 @@ impl RedisRoomStore {
             .redis()?
             .sadd(node_members_key(&self.node), &entry)
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::redis)?;
         let media_json = media.map(|m| to_json(&m)).unwrap_or_default();
         let args = vec![
             member_id.to_owned(),
@@ -656,7 +663,7 @@ impl RedisRoomStore {
                 .redis()?
                 .srem(node_members_key(from), &entry)
                 .await
-                .map_err(unavailable)?;
+                .map_err(StoreError::redis)?;
         }
         let remote = self.read_remote(room).await.unwrap_or_default();
         let nodes = remote.values().map(|r| r.node.clone()).collect();
@@ -687,7 +694,7 @@ impl RedisRoomStore {
             .redis()?
             .smembers(node_members_key(node))
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::redis)?;
         Ok(entries
             .iter()
             .filter_map(|e| parse_index_entry(e))
@@ -778,7 +785,7 @@ impl RoomStore for RedisRoomStore {
             .redis()?
             .sadd(&index, &entry)
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::redis)?;
         let args = vec![
             member.id.clone(),
             to_json(&MemberRecord::of(member)),
@@ -848,7 +855,7 @@ impl RoomStore for RedisRoomStore {
                     index_entry(room.as_str(), member_id),
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(StoreError::redis)?;
             Ok::<_, StoreError>(removed)
         };
         match in_redis.await {
@@ -939,13 +946,12 @@ impl RoomStore for RedisRoomStore {
             let _: () = pipeline
                 .hget(members_key(room.as_str()), member_id)
                 .await
-                .map_err(unavailable)?;
+                .map_err(StoreError::redis)?;
         }
-        let records: Vec<Option<String>> =
-            tokio::time::timeout(crate::cluster::COMMAND_TIMEOUT, pipeline.all())
-                .await
-                .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
-                .map_err(unavailable)?;
+        let records: Vec<Option<String>> = tokio::time::timeout(COMMAND_TIMEOUT, pipeline.all())
+            .await
+            .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
+            .map_err(StoreError::redis)?;
         for (room, record) in rooms.iter().zip(records) {
             let Some(record) = record.and_then(|r| serde_json::from_str::<MemberRecord>(&r).ok())
             else {
@@ -1046,22 +1052,17 @@ impl RoomStore for RedisRoomStore {
         let members: HashMap<String, String> = redis
             .hgetall(members_key(room.as_str()))
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::redis)?;
         let media: HashMap<String, String> = redis
             .hgetall(media_key(room.as_str()))
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::redis)?;
         Ok(peers_from(
             members.into_iter().collect(),
             media.into_iter().collect(),
             "",
         ))
     }
-}
-
-pub(super) fn unavailable(error: fred::error::Error) -> StoreError {
-    metrics::redis_error(RedisError::Command);
-    StoreError::Unavailable(error.to_string())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -111,7 +111,7 @@ impl Roster {
         let existing: Option<String> = redis
             .set(EPOCH, fresh.as_str(), None, Some(SetOptions::NX), true)
             .await
-            .map_err(super::redis::unavailable)?;
+            .map_err(StoreError::redis)?;
         let epoch = existing.unwrap_or(fresh);
         let mut state = self.state();
         let changed = state.epoch.as_deref() != Some(epoch.as_str());
@@ -137,7 +137,7 @@ impl Roster {
                 vec![epoch.to_owned(), node.to_owned()],
             )
             .await
-            .map_err(super::redis::unavailable)?;
+            .map_err(StoreError::redis)?;
         if marked == 1 {
             Ok(())
         } else {
@@ -153,10 +153,7 @@ impl Roster {
         &self,
         redis: &WithOptions<Client>,
     ) -> Result<BTreeSet<String>, StoreError> {
-        redis
-            .smembers(SYNCED)
-            .await
-            .map_err(super::redis::unavailable)
+        redis.smembers(SYNCED).await.map_err(StoreError::redis)
     }
 
     /// Whether Redis still holds the data of `epoch`; closes the gate if not. Asked after a
@@ -167,7 +164,7 @@ impl Roster {
         redis: &WithOptions<Client>,
         epoch: &str,
     ) -> Result<bool, StoreError> {
-        let now: Option<String> = redis.get(EPOCH).await.map_err(super::redis::unavailable)?;
+        let now: Option<String> = redis.get(EPOCH).await.map_err(StoreError::redis)?;
         let same = now.as_deref() == Some(epoch);
         if !same {
             self.close();

@@ -2,7 +2,7 @@
 //!
 //! A relay goes from a sender to a roommate, so the sender's node always has a member (the
 //! sender) in the room. Keeping, for each room with a member here, the node of every remote
-//! member lets a relay go straight to the target's node (`cluster::mail`) without asking Redis
+//! member lets a relay go straight to the target's node (`redis::mail`) without asking Redis
 //! where it is.
 //!
 //! How the view stays current, without a round trip on the relay path:
@@ -23,25 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use switchboard_protocol::RoomId;
 
-/// A change to the members of a room, told to the nodes that may have it in their view.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RosterChange {
-    /// `member` joined `room` on `node` (or its session moved to `node`).
-    Joined {
-        room: RoomId,
-        member: String,
-        node: String,
-        resumable: bool,
-    },
-    /// `member` is no longer in `room` on `node`.
-    Left {
-        room: RoomId,
-        member: String,
-        node: String,
-    },
-    /// `node` died; its members that are not resumable sessions are gone.
-    NodeGone { node: String },
-}
+use crate::redis::RosterChange;
 
 /// Where a remote member is connected.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,8 +24,7 @@ use super::{
     Keeping, Kept, MAX_KEPT_BYTES, MAX_KEPT_EVENTS, Resumed, Roster, SessionDirectory, Token,
     roster_from_json, roster_to_json,
 };
-use crate::cluster::{Mail, RedisBus, RedisLink};
-use crate::metrics::{self, RedisError};
+use crate::redis::{Mail, RedisBus, RedisLink};
 use crate::rooms::{RedisRoomStore, RoomStore, StoreError, now_ms};
 
 /// How long a live session's record lives without being touched (a safety net).
@@ -134,11 +133,6 @@ fn kept_key(peer: &str) -> String {
     format!("sb:session:{{{peer}}}:kept")
 }
 
-fn unavailable(error: fred::error::Error) -> StoreError {
-    metrics::redis_error(RedisError::Command);
-    StoreError::Unavailable(error.to_string())
-}
-
 impl RedisSessionDirectory {
     pub fn new(link: RedisLink, bus: RedisBus, node: String, store: Arc<RedisRoomStore>) -> Self {
         Self {
@@ -167,7 +161,7 @@ impl RedisSessionDirectory {
         self.link
             .run_script(script, keys, args)
             .await
-            .map_err(unavailable)
+            .map_err(StoreError::redis)
     }
 
     /// Parks, on behalf of a node that died (or an earlier run of this one), a session it
@@ -209,7 +203,7 @@ impl RedisSessionDirectory {
                 .commands()
                 .zadd(PARKED, None, None, false, false, (until as f64, peer))
                 .await
-                .map_err(unavailable)?;
+                .map_err(StoreError::redis)?;
         }
         Ok(reply)
     }
@@ -223,7 +217,7 @@ impl RedisSessionDirectory {
             .commands()
             .zrangebyscore(PARKED, "-inf", before_ms as f64, false, Some((0, 100)))
             .await
-            .map_err(unavailable)
+            .map_err(StoreError::redis)
     }
 
     /// Ends a parked session whose grace is over, whoever parked it. Returns its roster if
@@ -236,7 +230,7 @@ impl RedisSessionDirectory {
             .commands()
             .zrem(PARKED, peer)
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::redis)?;
         Ok(ended.into_string().map(|json| roster_from_json(&json)))
     }
 

@@ -3,7 +3,7 @@
 //! socket.io's cluster adapter publishes every room emit on one channel that every node
 //! reads, so every node pays for every room's traffic. A node knows which other nodes have
 //! members in its rooms (`rooms::view`), so a room event goes to its own sockets directly and,
-//! as node mail (`cluster::mail`), to each of those nodes; a node with no member in the room
+//! as node mail (`redis::mail`), to each of those nodes; a node with no member in the room
 //! never sees it. Everything one node sends another (room events and relays) travels on that
 //! node's one channel, so it arrives in the order it was sent.
 
@@ -13,8 +13,8 @@ use serde::Serialize;
 use switchboard_protocol::RoomId;
 
 use super::Signaling;
-use crate::cluster::Mail;
-use crate::rooms::{Member, RosterChange};
+use crate::redis::{Mail, RosterChange};
+use crate::rooms::Member;
 
 /// Sends a room event to `nodes`, for their sockets in `room` (only those of `to` when it is
 /// not empty). Whether Redis took it for every node; a node nobody listens for any more (it

@@ -3,7 +3,7 @@
 //! A socket.io room reaches only connected sockets, so an event for a session between two
 //! connections would vanish. Events for resumable peers (relays and join introductions) go
 //! through the session instead: delivered if this node holds it live, kept if it is parked,
-//! and otherwise sent to the node that holds it (`cluster::mail`). A node that is not there
+//! and otherwise sent to the node that holds it (`redis::mail`). A node that is not there
 //! to receive it (crashed, exited) cannot lose it: the event is then kept in Redis for the
 //! session's next connection.
 

@@ -52,9 +52,9 @@ use socketioxide::{SocketIo, TransportType};
 use tokio::sync::mpsc;
 
 use crate::auth::{Grant, TokenVerifier, Unauthorized};
-use crate::cluster::RedisBus;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{self, DisconnectCause};
+use crate::redis::RedisBus;
 use crate::rooms::RoomStore;
 use crate::sessions::Sessions;
 use crate::sources::Sources;

@@ -6,7 +6,7 @@
 //!
 //! In a cluster, a target on this node is reached without Redis (no publish, no round trip).
 //! A target on another node is found in this node's view of the room (`rooms::view`) and
-//! costs one publish, on its node's own channel (`cluster::mail`): only that node receives
+//! costs one publish, on its node's own channel (`redis::mail`): only that node receives
 //! it. A target missing from the view costs one lookup in Redis first. Relays to another node
 //! wait in the session's [`super::remote_relays`] queue, so a Redis that hangs never holds up
 //! relays to sockets on this node. A
@@ -24,8 +24,8 @@ use switchboard_protocol::{Envelope, ErrorCode, ProtocolError, RoomId, ServerEve
 use super::Signaling;
 use super::deliver::to_session;
 use super::session::{Reply, Session};
-use crate::cluster::Mail;
 use crate::metrics::{self, Route};
+use crate::redis::Mail;
 use crate::rooms::{Located, Location, RoomStore};
 
 impl<A: Adapter> Session<A> {

@@ -6,6 +6,8 @@
 //!
 //! - **relays** to a socket on another node (`Relay`), where the sender's node found the
 //!   target in its view of the room (`rooms::view`), without asking Redis;
+//! - **room events** (`Emit`: presence, media state, departures, introductions) for the
+//!   node's sockets in a room;
 //! - **roster changes** (`Roster`) that keep those views current: who joined or left which
 //!   room, and which node died;
 //! - **session events** (`Deliver`, `Moved`) for resumable sessions (`crate::sessions`).
@@ -20,8 +22,6 @@
 //! way.
 
 use switchboard_protocol::RoomId;
-
-use crate::rooms::RosterChange;
 
 /// One message to a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,26 @@ pub enum Mail {
     },
     /// A change to the members of a room this node may have in its view.
     Roster(RosterChange),
+}
+
+/// A change to the members of a room, told to the nodes that may have it in their view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RosterChange {
+    /// `member` joined `room` on `node` (or its session moved to `node`).
+    Joined {
+        room: RoomId,
+        member: String,
+        node: String,
+        resumable: bool,
+    },
+    /// `member` is no longer in `room` on `node`.
+    Left {
+        room: RoomId,
+        member: String,
+        node: String,
+    },
+    /// `node` died; its members that are not resumable sessions are gone.
+    NodeGone { node: String },
 }
 
 const DELIVER: u8 = b'D';

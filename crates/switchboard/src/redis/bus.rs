@@ -154,7 +154,7 @@ impl RedisBus {
         self.inner.misrouted.load(Ordering::Relaxed)
     }
 
-    pub(super) fn count_misrouted(&self) {
+    pub fn count_misrouted(&self) {
         self.inner.misrouted.fetch_add(1, Ordering::Relaxed);
     }
 
