@@ -6,8 +6,14 @@
 //! One source address has about 28,000 ephemeral ports (Linux default range), so holding more
 //! connections than that needs several source addresses. Connection `i` binds to
 //! `127.1.x.y` number `i % sources` before connecting; the whole 127/8 block is local on Linux.
+//!
+//! With several nodes, member `m` of room `r` connects to node `(r + m) % n`: the members of a
+//! room sit on consecutive nodes, so whenever a room has no more members than there are nodes
+//! every pair of roommates is across nodes. [`Topology`] counts how many pairs really are.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+
+use serde::{Deserialize, Serialize};
 
 use crate::BenchError;
 
@@ -69,6 +75,54 @@ impl NodeUrl {
     }
 }
 
+/// The node (an index into a list of `nodes`) of member `member` of room `room`.
+pub fn node_of_member(room: usize, member: usize, nodes: usize) -> usize {
+    (room + member) % nodes.max(1)
+}
+
+/// Where the load of a cluster case sat: recorded in reports, so a summary can state that
+/// every pair of a cross-node case was across nodes rather than assume it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    /// Nodes of the cluster, busy or idle (all connected to the same Redis).
+    pub nodes: usize,
+    /// Of those, the nodes that hold the load's sockets (the first ones listed).
+    pub busy_nodes: usize,
+    /// Pairs of roommates (unordered).
+    pub pairs: u64,
+    /// Of those, pairs whose two sockets are on different nodes.
+    pub pairs_across_nodes: u64,
+}
+
+impl Topology {
+    /// The pairs of `rooms` rooms of `room_size` members placed by [`node_of_member`] on
+    /// `busy_nodes` of `nodes` nodes.
+    pub fn of_rooms(rooms: usize, room_size: usize, busy_nodes: usize, nodes: usize) -> Topology {
+        let (mut pairs, mut across) = (0, 0);
+        for room in 0..rooms {
+            for a in 0..room_size {
+                for b in a + 1..room_size {
+                    pairs += 1;
+                    if node_of_member(room, a, busy_nodes) != node_of_member(room, b, busy_nodes) {
+                        across += 1;
+                    }
+                }
+            }
+        }
+        Topology {
+            nodes,
+            busy_nodes,
+            pairs,
+            pairs_across_nodes: across,
+        }
+    }
+
+    /// Whether every pair has its two ends on different nodes.
+    pub fn every_pair_across(&self) -> bool {
+        self.pairs > 0 && self.pairs_across_nodes == self.pairs
+    }
+}
+
 /// Loopback source addresses, handed out round-robin.
 #[derive(Debug, Clone)]
 pub struct Sources {
@@ -116,6 +170,20 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    /// Rooms of two are across nodes for any node count from two, rooms of four from four.
+    #[test]
+    fn pairs_across_nodes() {
+        for n in 2..=8 {
+            let t = Topology::of_rooms(100, 2, n, n);
+            assert!(t.every_pair_across(), "{n} nodes: {t:?}");
+            assert_eq!(t.pairs, 100);
+        }
+        assert!(Topology::of_rooms(10, 4, 4, 8).every_pair_across());
+        let two = Topology::of_rooms(10, 4, 2, 2);
+        assert_eq!((two.pairs, two.pairs_across_nodes), (60, 40));
+        assert_eq!(Topology::of_rooms(10, 2, 1, 1).pairs_across_nodes, 0);
     }
 
     /// Sources rotate and stay inside 127/8.

@@ -64,8 +64,10 @@ fn node() -> Node {
 }
 
 fn target(node: &Node) -> Target {
+    let url = NodeUrl::parse(&node.url()).expect("node URL is loopback");
     Target {
-        urls: vec![NodeUrl::parse(&node.url()).expect("node URL is loopback")],
+        urls: vec![url.clone()],
+        cluster: vec![url],
         watched: vec![Watched {
             label: "switchboard".into(),
             pid: node.pid(),
