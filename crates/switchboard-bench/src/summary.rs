@@ -310,12 +310,9 @@ fn cluster_section(cases: &Cases, numerator: &str, denominator: &str) -> String 
         let relay = first.scenario == "relay";
         let budgets = relay && paced;
         let get = |label: &str, figure: &str| labels.get(label).and_then(|s| s.median_of(figure));
-        let pair = |figure: &str, unit: &str| {
-            format!(
-                "{} / {} {unit}",
-                value_cell(get(a, figure)),
-                value_cell(get(b, figure))
-            )
+        let pair = |figure: &str, unit: &str| match (get(a, figure), get(b, figure)) {
+            (None, None) => "n/a".to_string(),
+            (x, y) => format!("{} / {}{unit}", value_cell(x), value_cell(y)),
         };
         let cpu = "server cpu per 1k msgs";
         let versus_two = |label: &str| -> String {
@@ -356,7 +353,7 @@ fn cluster_section(cases: &Cases, numerator: &str, denominator: &str) -> String 
             topology.pairs_across_nodes,
             topology.pairs,
             pair("delivered", ""),
-            pair(cpu, "ms"),
+            pair(cpu, " ms"),
             ratio_cell(
                 get(a, cpu),
                 get(b, cpu),
@@ -364,7 +361,7 @@ fn cluster_section(cases: &Cases, numerator: &str, denominator: &str) -> String 
             ),
             versus_two(a),
             versus_two(b),
-            pair("latency p99", "ms"),
+            pair("latency p99", " ms"),
             ratio_cell(
                 get(a, "latency p99"),
                 get(b, "latency p99"),
