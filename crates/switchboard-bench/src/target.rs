@@ -4,8 +4,12 @@
 //! machine, so anything outside 127.0.0.0/8 is refused before a single packet is sent.
 //!
 //! One source address has about 28,000 ephemeral ports (Linux default range), so holding more
-//! connections than that needs several source addresses. Connection `i` binds to
+//! connections than that needs several source addresses. Connection `i` then binds to
 //! `127.1.x.y` number `i % sources` before connecting; the whole 127/8 block is local on Linux.
+//! When one address is enough (and none was asked for), the bench does not bind at all: a port
+//! taken by an explicit bind is off limits to every other process's `connect` until its
+//! TIME_WAIT ends (a minute), so a case of 20,000 sockets right after others would leave the
+//! machine without ports for the next servers' Redis connections.
 //!
 //! With several nodes, member `m` of room `r` connects to node `(r + m) % n`: the members of a
 //! room sit on consecutive nodes, so whenever a room has no more members than there are nodes
@@ -127,6 +131,8 @@ impl Topology {
 #[derive(Debug, Clone)]
 pub struct Sources {
     count: usize,
+    /// Bind to the source addresses (several are needed, or they were asked for).
+    bind: bool,
 }
 
 impl Sources {
@@ -135,13 +141,15 @@ impl Sources {
         let needed = connections.div_ceil(CONNECTIONS_PER_SOURCE).max(1);
         Sources {
             count: explicit.unwrap_or(needed).clamp(1, 250 * 250),
+            bind: explicit.is_some() || needed > 1,
         }
     }
 
-    /// The source address of connection number `index`.
-    pub fn for_index(&self, index: usize) -> IpAddr {
+    /// The source address of connection number `index`; `None`: let the kernel choose.
+    pub fn for_index(&self, index: usize) -> Option<IpAddr> {
         let k = index % self.count;
-        IpAddr::V4(Ipv4Addr::new(127, 1, (k / 250) as u8, (k % 250) as u8 + 1))
+        self.bind
+            .then(|| IpAddr::V4(Ipv4Addr::new(127, 1, (k / 250) as u8, (k % 250) as u8 + 1)))
     }
 }
 
@@ -186,13 +194,15 @@ mod tests {
         assert_eq!(Topology::of_rooms(10, 2, 1, 1).pairs_across_nodes, 0);
     }
 
-    /// Sources rotate and stay inside 127/8.
+    /// Sources rotate and stay inside 127/8; one needed and none asked for: no bind.
     #[test]
     fn sources() {
         let s = Sources::for_connections(50_000, None);
         assert_eq!(s.count, 3);
         assert_eq!(s.for_index(0), s.for_index(3));
         assert_ne!(s.for_index(0), s.for_index(1));
-        assert!(s.for_index(2).is_loopback());
+        assert!(s.for_index(2).is_some_and(|ip| ip.is_loopback()));
+        assert_eq!(Sources::for_connections(19_000, None).for_index(0), None);
+        assert!(Sources::for_connections(10, Some(1)).for_index(0).is_some());
     }
 }

@@ -88,7 +88,7 @@ fn assert_passed(report: &Report) {
 async fn handshake_and_join_ack() {
     let node = node();
     let url = NodeUrl::parse(&node.url()).unwrap();
-    let source = "127.0.0.1".parse().unwrap();
+    let source = Some("127.0.0.1".parse().unwrap());
     let mut a = Conn::connect(&url, source).await.unwrap();
     let mut b = Conn::connect(&url, source).await.unwrap();
     assert!(!a.sid.is_empty() && a.sid != b.sid);
