@@ -349,3 +349,66 @@ pub fn latency_histogram() -> Histogram<u64> {
 pub fn record(histogram: &mut Histogram<u64>, micros: u64) {
     let _ = histogram.record(micros.clamp(1, 300_000_000));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(received: f64, local: f64, remote: f64) -> ClusterCounters {
+        ClusterCounters {
+            published: Some(remote),
+            received: Some(received),
+            misrouted: Some(0.0),
+            routed_local: Some(local),
+            routed_remote: Some(remote),
+        }
+    }
+
+    fn figure(report: &Report, name: &str) -> Option<f64> {
+        report
+            .figures
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value)
+    }
+
+    /// Received messages per relay: all nodes together, the busiest node and the mean node.
+    #[test]
+    fn cluster_messages_per_relay() {
+        let mut r = Report::new("relay", "switchboard", Vec::new(), serde_json::json!({}));
+        let before = [counters(10.0, 0.0, 0.0), counters(0.0, 0.0, 0.0)];
+        let after = [counters(110.0, 0.0, 100.0), counters(100.0, 0.0, 100.0)];
+        r.cluster_messages(&before, &after, 200);
+        assert_eq!(figure(&r, "cluster received per relay"), Some(1.0));
+        assert_eq!(
+            figure(&r, "cluster received per relay, max node"),
+            Some(0.5)
+        );
+        assert_eq!(
+            figure(&r, "cluster received per relay, mean node"),
+            Some(0.5)
+        );
+        assert_eq!(figure(&r, "relays routed remote"), Some(100.0));
+        assert_eq!(r.count_of("cluster misrouted"), Some(0));
+        assert!(r.passed());
+    }
+
+    /// A node without the counters makes them n/a (a note), not a failure.
+    #[test]
+    fn missing_cluster_counters_are_a_note() {
+        let mut r = Report::new("relay", "node", Vec::new(), serde_json::json!({}));
+        let none = ClusterCounters::default();
+        r.cluster_messages(
+            &[none, counters(0.0, 0.0, 0.0)],
+            &[none, counters(5.0, 0.0, 5.0)],
+            5,
+        );
+        assert_eq!(figure(&r, "cluster received per relay"), None);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.starts_with("cluster counters n/a"))
+        );
+        assert!(r.passed());
+    }
+}
