@@ -55,16 +55,19 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects from `source` to `node` and completes the socket.io CONNECT of namespace `/`.
-    pub async fn connect(node: &NodeUrl, source: IpAddr) -> Result<Conn, BenchError> {
+    /// Connects from `source` (or an address the kernel chooses) to `node` and completes the
+    /// socket.io CONNECT of namespace `/`.
+    pub async fn connect(node: &NodeUrl, source: Option<IpAddr>) -> Result<Conn, BenchError> {
         tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(node, source))
             .await
             .map_err(|_| BenchError::Timeout("connecting"))?
     }
 
-    async fn connect_inner(node: &NodeUrl, source: IpAddr) -> Result<Conn, BenchError> {
+    async fn connect_inner(node: &NodeUrl, source: Option<IpAddr>) -> Result<Conn, BenchError> {
         let socket = TcpSocket::new_v4()?;
-        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        if let Some(source) = source {
+            socket.bind(std::net::SocketAddr::new(source, 0))?;
+        }
         let stream = socket.connect(node.addr).await?;
         stream.set_nodelay(true)?;
         let config = WebSocketConfig::default()

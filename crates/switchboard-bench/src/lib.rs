@@ -11,6 +11,7 @@
 //! - [`client`]: one WebSocket connection: handshake, sid, pings, send and receive.
 //! - [`procstat`]: RSS and CPU-seconds of the server processes, from `/proc`.
 //! - [`report`]: the figures of a run, as a human table and a JSON file.
+//! - [`scrape`]: cluster counters of switchboard nodes, from their `/metrics`.
 //! - [`scenario`]: `idle`, `relay`, `storm` and `churn`.
 //! - [`summary`]: Markdown tables (medians, spreads, ratios) from the JSON reports of a run.
 //! - [`plot`]: SVG charts (latency CDFs, memory per socket) from the JSON reports of a run.
@@ -22,6 +23,7 @@ pub mod plot;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
+pub mod scrape;
 pub mod summary;
 pub mod target;
 pub mod wire;

@@ -32,6 +32,10 @@ struct Common {
     /// Node URL, or several separated by commas (http://127.0.0.1:3001,...). Loopback only.
     #[arg(long, global = true, default_value = "http://127.0.0.1:3001")]
     url: String,
+    /// Connect the load to the first K node URLs only; the others stay idle in the cluster
+    /// (their counters are still scraped; give their PIDs with --pid). Default: all.
+    #[arg(long, global = true)]
+    busy_nodes: Option<usize>,
     /// Server process to watch, as PID or label=PID; repeat for several (nodes, redis).
     #[arg(long = "pid", global = true)]
     pids: Vec<String>,
@@ -105,7 +109,7 @@ enum Scenario {
         #[arg(long, default_value_t = 8)]
         window: u64,
         /// Size of each envelope's data, in bytes.
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, alias = "payload-bytes", default_value_t = 1024)]
         payload: usize,
         /// Envelopes per second over all pairs; 0 = as fast as the server delivers.
         #[arg(long, default_value_t = 0)]
@@ -209,6 +213,14 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let busy = common.busy_nodes.unwrap_or(urls.len());
+    if busy == 0 || busy > urls.len() {
+        eprintln!(
+            "--busy-nodes {busy}: expected 1 to {} (the node URLs given)",
+            urls.len()
+        );
+        return ExitCode::from(2);
+    }
     let mut watched = Vec::new();
     for pid in &common.pids {
         match Watched::parse(pid) {
@@ -224,7 +236,8 @@ async fn run(cli: Cli) -> ExitCode {
         pid: std::process::id(),
     });
     let target = Target {
-        urls,
+        urls: urls[..busy].to_vec(),
+        cluster: urls,
         watched,
         label: common.label.clone(),
         sources: common.sources,

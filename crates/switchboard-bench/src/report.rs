@@ -17,6 +17,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::procstat::Snapshot;
+use crate::scrape::{self, ClusterCounters};
+use crate::target::Topology;
 
 /// Label of the bench's own process among the watched ones.
 pub const BENCH_LABEL: &str = "bench";
@@ -76,6 +78,9 @@ pub struct Report {
     pub distributions: Vec<Distribution>,
     /// Figures measured along the run, for charts.
     pub curves: Vec<Curve>,
+    /// Where the pairs sat, when the system has several nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
 }
 
 impl Report {
@@ -97,6 +102,80 @@ impl Report {
             notes: Vec::new(),
             distributions: Vec::new(),
             curves: Vec::new(),
+            topology: None,
+        }
+    }
+
+    /// Records where the pairs sat, and says so in a note when some pair was on one node.
+    pub fn set_topology(&mut self, topology: Option<Topology>) {
+        if let Some(t) = topology
+            && !t.every_pair_across()
+        {
+            self.note(format!(
+                "{} of {} pairs across nodes ({} busy of {} nodes)",
+                t.pairs_across_nodes, t.pairs, t.busy_nodes, t.nodes
+            ));
+        }
+        self.topology = topology;
+    }
+
+    /// Figures from the cluster counters of every node between two scrapes, per message
+    /// `delivered` in between: cluster messages received (all nodes together, and the largest
+    /// and mean share of one node), published, misrouted, and the share of relays routed to
+    /// another node. A counter that some node does not export is left out, with a note.
+    pub fn cluster_messages(
+        &mut self,
+        before: &[ClusterCounters],
+        after: &[ClusterCounters],
+        delivered: u64,
+    ) {
+        let deltas: Vec<ClusterCounters> =
+            after.iter().zip(before).map(|(a, b)| a.since(b)).collect();
+        let every = |get: fn(&ClusterCounters) -> Option<f64>| -> Option<Vec<f64>> {
+            let values: Option<Vec<f64>> = deltas.iter().map(get).collect();
+            values.filter(|v| !v.is_empty())
+        };
+        let per = |v: f64| v / delivered.max(1) as f64;
+        match every(|c| c.received) {
+            Some(received) => {
+                let total: f64 = received.iter().sum();
+                let max = received.iter().copied().fold(0.0, f64::max);
+                self.figure("cluster received per relay", per(total), "msgs");
+                self.figure("cluster received per relay, max node", per(max), "msgs");
+                self.figure(
+                    "cluster received per relay, mean node",
+                    per(total / received.len() as f64),
+                    "msgs",
+                );
+                for (node, value) in received.iter().enumerate() {
+                    self.count(&format!("cluster received, node {node}"), *value as u64);
+                }
+            }
+            None => self.note(format!(
+                "cluster counters n/a: not every node exports {}",
+                scrape::RECEIVED
+            )),
+        }
+        if let Some(published) = every(|c| c.published) {
+            self.figure(
+                "cluster published per relay",
+                per(published.iter().sum()),
+                "msgs",
+            );
+        }
+        if let Some(misrouted) = every(|c| c.misrouted) {
+            self.count("cluster misrouted", misrouted.iter().sum::<f64>() as u64);
+        }
+        if let (Some(local), Some(remote)) = (every(|c| c.routed_local), every(|c| c.routed_remote))
+        {
+            let (local, remote): (f64, f64) = (local.iter().sum(), remote.iter().sum());
+            if local + remote > 0.0 {
+                self.figure(
+                    "relays routed remote",
+                    100.0 * remote / (local + remote),
+                    "%",
+                );
+            }
         }
     }
 
@@ -269,4 +348,67 @@ pub fn latency_histogram() -> Histogram<u64> {
 /// Records `micros` into `histogram`, clamped to its range.
 pub fn record(histogram: &mut Histogram<u64>, micros: u64) {
     let _ = histogram.record(micros.clamp(1, 300_000_000));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(received: f64, local: f64, remote: f64) -> ClusterCounters {
+        ClusterCounters {
+            published: Some(remote),
+            received: Some(received),
+            misrouted: Some(0.0),
+            routed_local: Some(local),
+            routed_remote: Some(remote),
+        }
+    }
+
+    fn figure(report: &Report, name: &str) -> Option<f64> {
+        report
+            .figures
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value)
+    }
+
+    /// Received messages per relay: all nodes together, the busiest node and the mean node.
+    #[test]
+    fn cluster_messages_per_relay() {
+        let mut r = Report::new("relay", "switchboard", Vec::new(), serde_json::json!({}));
+        let before = [counters(10.0, 0.0, 0.0), counters(0.0, 0.0, 0.0)];
+        let after = [counters(110.0, 0.0, 100.0), counters(100.0, 0.0, 100.0)];
+        r.cluster_messages(&before, &after, 200);
+        assert_eq!(figure(&r, "cluster received per relay"), Some(1.0));
+        assert_eq!(
+            figure(&r, "cluster received per relay, max node"),
+            Some(0.5)
+        );
+        assert_eq!(
+            figure(&r, "cluster received per relay, mean node"),
+            Some(0.5)
+        );
+        assert_eq!(figure(&r, "relays routed remote"), Some(100.0));
+        assert_eq!(r.count_of("cluster misrouted"), Some(0));
+        assert!(r.passed());
+    }
+
+    /// A node without the counters makes them n/a (a note), not a failure.
+    #[test]
+    fn missing_cluster_counters_are_a_note() {
+        let mut r = Report::new("relay", "node", Vec::new(), serde_json::json!({}));
+        let none = ClusterCounters::default();
+        r.cluster_messages(
+            &[none, counters(0.0, 0.0, 0.0)],
+            &[none, counters(5.0, 0.0, 5.0)],
+            5,
+        );
+        assert_eq!(figure(&r, "cluster received per relay"), None);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.starts_with("cluster counters n/a"))
+        );
+        assert!(r.passed());
+    }
 }

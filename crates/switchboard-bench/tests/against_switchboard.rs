@@ -18,9 +18,9 @@ use switchboard_bench::scenario::idle::{self, IdleOptions};
 use switchboard_bench::scenario::relay::{self, RelayOptions};
 use switchboard_bench::scenario::storm::{self, StormOptions};
 use switchboard_bench::scenario::{Target, call};
-use switchboard_bench::target::NodeUrl;
+use switchboard_bench::target::{NodeUrl, Topology};
 use switchboard_bench::wire;
-use switchboard_testkit::Node;
+use switchboard_testkit::{Cluster, Node};
 
 /// Path of the `switchboard` binary, built once per test process.
 fn switchboard_binary() -> &'static str {
@@ -64,8 +64,10 @@ fn node() -> Node {
 }
 
 fn target(node: &Node) -> Target {
+    let url = NodeUrl::parse(&node.url()).expect("node URL is loopback");
     Target {
-        urls: vec![NodeUrl::parse(&node.url()).expect("node URL is loopback")],
+        urls: vec![url.clone()],
+        cluster: vec![url],
         watched: vec![Watched {
             label: "switchboard".into(),
             pid: node.pid(),
@@ -86,7 +88,7 @@ fn assert_passed(report: &Report) {
 async fn handshake_and_join_ack() {
     let node = node();
     let url = NodeUrl::parse(&node.url()).unwrap();
-    let source = "127.0.0.1".parse().unwrap();
+    let source = Some("127.0.0.1".parse().unwrap());
     let mut a = Conn::connect(&url, source).await.unwrap();
     let mut b = Conn::connect(&url, source).await.unwrap();
     assert!(!a.sid.is_empty() && a.sid != b.sid);
@@ -230,4 +232,70 @@ async fn idle_holds_every_socket() {
         .find(|f| f.name == "rss per socket")
         .unwrap();
     assert_eq!(curve.points.last().map(|p| p.1), Some(per_socket.value));
+}
+
+/// On a cluster with an idle node, every pair is across the two busy nodes, the report
+/// records it, and the cluster counters are reported for every node, or left out with a note
+/// by a build that does not export them: never a failed run.
+#[tokio::test]
+async fn cluster_relay_records_pairs_across_nodes() {
+    let cluster = Cluster::start(
+        switchboard_binary(),
+        3,
+        &["--rate-limit", "0", "--max-connections-per-address", "0"],
+    );
+    let urls: Vec<NodeUrl> = cluster
+        .nodes
+        .iter()
+        .map(|n| NodeUrl::parse(&n.url()).expect("node URL is loopback"))
+        .collect();
+    let watched = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Watched {
+            label: format!("switchboard-{i}"),
+            pid: n.pid(),
+        })
+        .collect();
+    let target = Target {
+        urls: urls[..2].to_vec(),
+        cluster: urls,
+        watched,
+        label: "switchboard".into(),
+        sources: None,
+        concurrency: 16,
+        progress: false,
+    };
+    let options = RelayOptions {
+        rooms: 4,
+        duration: Duration::from_millis(700),
+        window: 8,
+        payload_bytes: 1024,
+        rate: 200,
+        drain: Duration::from_secs(5),
+    };
+    let report = relay::run(&target, &options).await;
+    assert_passed(&report);
+    assert_eq!(
+        report.topology,
+        Some(Topology {
+            nodes: 3,
+            busy_nodes: 2,
+            pairs: 4,
+            pairs_across_nodes: 4
+        })
+    );
+    let measured = report
+        .figures
+        .iter()
+        .any(|f| f.name == "cluster received per relay");
+    let noted = report
+        .notes
+        .iter()
+        .any(|n| n.starts_with("cluster counters n/a"));
+    assert!(measured != noted, "{}", report.table());
+    if measured {
+        assert!(report.count_of("cluster received, node 2").is_some());
+    }
 }

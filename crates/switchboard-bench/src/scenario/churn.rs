@@ -59,7 +59,7 @@ fn room_name(run_id: u64, room: usize) -> String {
 async fn churner(
     mut conn: Conn,
     node: NodeUrl,
-    source: std::net::IpAddr,
+    source: Option<std::net::IpAddr>,
     rooms: usize,
     run_id: u64,
     period: Duration,

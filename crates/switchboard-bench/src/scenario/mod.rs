@@ -25,13 +25,19 @@ use tokio::task::JoinSet;
 use crate::BenchError;
 use crate::client::Conn;
 use crate::procstat::Watched;
-use crate::target::{NodeUrl, Sources};
+use crate::scrape::{self, ClusterCounters};
+use crate::target::{NodeUrl, Sources, Topology, node_of_member};
 use crate::wire::{self, Frame};
 
 /// What every scenario needs to know about the system under test.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The nodes the load connects to (the busy ones).
     pub urls: Vec<NodeUrl>,
+    /// Every node of the system, busy ones first: with more than one, their cluster counters
+    /// are scraped around the measured phase (an idle node that receives cluster messages is
+    /// as telling as a busy one).
+    pub cluster: Vec<NodeUrl>,
     /// Server processes (and Redis) whose RSS and CPU are reported.
     pub watched: Vec<Watched>,
     /// Label of the server in reports (`switchboard`, `node`, ...).
@@ -51,6 +57,26 @@ impl Target {
     /// The node socket number `index` connects to: sockets are spread round-robin.
     pub fn node_for(&self, index: usize) -> &NodeUrl {
         &self.urls[index % self.urls.len()]
+    }
+
+    /// The node member `member` of room `room` connects to (see [`crate::target`]).
+    pub fn node_of_member(&self, room: usize, member: usize) -> &NodeUrl {
+        &self.urls[node_of_member(room, member, self.urls.len())]
+    }
+
+    /// Where the pairs of `rooms` rooms of `room_size` sit, for a system of several nodes.
+    pub fn topology(&self, rooms: usize, room_size: usize) -> Option<Topology> {
+        (self.cluster.len() > 1)
+            .then(|| Topology::of_rooms(rooms, room_size, self.urls.len(), self.cluster.len()))
+    }
+
+    /// The cluster counters of every node, for a system of several nodes.
+    pub async fn cluster_counters(&self) -> Option<Vec<ClusterCounters>> {
+        if self.cluster.len() > 1 {
+            Some(scrape::scrape(&self.cluster).await)
+        } else {
+            None
+        }
     }
 
     /// A progress bar of `len` steps (hidden with `--no-progress` or off a terminal).

@@ -1,9 +1,11 @@
 //! `relay`: R rooms of two peers relaying envelopes to each other for D seconds.
 //!
-//! Peer A of room r connects to node `r % n`, peer B to node `(r + 1) % n`, so with several
-//! node URLs every envelope crosses nodes. Both join the room (acked), then all pairs start
+//! Peer A of room r connects to node `r % n`, peer B to node `(r + 1) % n`, so with two node
+//! URLs or more every pair is across nodes and every envelope crosses the cluster (the report
+//! records it: [`crate::target::Topology`]). Both join the room (acked), then all pairs start
 //! together (see [`super::pair`] for the window and pacing). Server CPU is measured from the
-//! start of sending to the end of the drain, and divided by the envelopes delivered.
+//! start of sending to the end of the drain, and divided by the envelopes delivered; with
+//! several nodes, so are the cluster counters of every node (see [`crate::scrape`]).
 
 use std::time::Duration;
 
@@ -71,11 +73,11 @@ pub async fn run(target: &Target, options: &RelayOptions) -> Report {
             "rate": options.rate,
         }),
     );
-    let n = target.urls.len();
+    report.set_topology(target.topology(options.rooms, 2));
     let results = connect_all(
         target,
         options.rooms * 2,
-        |i| target.urls[(i / 2 + i % 2) % n].clone(),
+        |i| target.node_of_member(i / 2, i % 2).clone(),
         "connect",
     )
     .await;
@@ -130,6 +132,7 @@ pub async fn run(target: &Target, options: &RelayOptions) -> Report {
         pad: pad(options.payload_bytes),
     };
     let bar = target.progress(options.duration.as_secs(), "relay");
+    let counters_before = target.cluster_counters().await;
     let before = Snapshot::take(&target.watched);
     let mut tasks = JoinSet::new();
     for (a, b) in pairs {
@@ -143,9 +146,14 @@ pub async fn run(target: &Target, options: &RelayOptions) -> Report {
         }
     }
     let after = Snapshot::take(&target.watched);
+    let counters_after = target.cluster_counters().await;
     ticker.abort();
     bar.finish_and_clear();
     summarize(&mut report, &outcomes, options.duration, &before, &after);
+    if let (Some(before), Some(after)) = (counters_before, counters_after) {
+        let delivered = outcomes.iter().map(|o| o.received).sum();
+        report.cluster_messages(&before, &after, delivered);
+    }
     for outcome in outcomes {
         for conn in outcome.conns {
             drop(conn);

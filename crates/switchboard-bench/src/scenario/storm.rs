@@ -1,7 +1,8 @@
 //! `storm`: P peers join rooms of K at a fixed rate and negotiate like rtc.io clients.
 //!
-//! Peer `i` is member `i % K` of room `i / K` and connects to node `i % n`, so the members of
-//! a room are spread over the nodes. Everyone connects first; then peers join in index order
+//! Peer `i` is member `i % K` of room `i / K`; the members of a room connect to consecutive
+//! nodes (see [`crate::target`]), so with at least K nodes every pair of roommates is across
+//! nodes, and the report says how many pairs were. Everyone connects first; then peers join in index order
 //! at `join_rate` per second. On `#rtcio:init-offer` an existing member sends the newcomer a
 //! 5 KiB offer and 8 ICE candidates; on the offer the newcomer answers with a 5 KiB answer and
 //! 8 candidates. Every ordered pair of roommates must therefore carry one description and
@@ -9,7 +10,9 @@
 //! more (or from a non-roommate, or both sides offering) is unexpected.
 //!
 //! Per peer, *join→last message* runs from its `join-room` to the last of the 18 messages of
-//! the pairs it opened by joining (those with the members that were already there).
+//! the pairs it opened by joining (those with the members that were already there). Server
+//! CPU from the first join until everything arrived is also given per 1,000 signaling
+//! messages delivered (joins included in the cost).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -246,10 +249,11 @@ pub async fn run(target: &Target, options: &StormOptions) -> Report {
             "candidates": options.candidates,
         }),
     );
+    report.set_topology(target.topology(options.peers / k, k));
     let results = connect_all(
         target,
         options.peers,
-        |i| target.node_for(i).clone(),
+        |i| target.node_of_member(i / k, i % k).clone(),
         "connect",
     )
     .await;
@@ -274,6 +278,7 @@ pub async fn run(target: &Target, options: &StormOptions) -> Report {
     let received = Arc::new(AtomicU64::new(0));
     let (stop, stopped) = watch::channel(false);
     let start = Instant::now() + Duration::from_millis(200);
+    let counters_before = target.cluster_counters().await;
     let before = Snapshot::take(&target.watched);
     let first_join = clock::now_micros() + 200_000;
     let mut tasks = JoinSet::new();
@@ -303,6 +308,7 @@ pub async fn run(target: &Target, options: &StormOptions) -> Report {
     // A short grace period, so duplicates and strays show up in the counts.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = Snapshot::take(&target.watched);
+    let counters_after = target.cluster_counters().await;
     bar.finish_and_clear();
     let _ = stop.send(true);
     let mut logs: Vec<(usize, PeerLog)> = Vec::new();
@@ -323,7 +329,11 @@ pub async fn run(target: &Target, options: &StormOptions) -> Report {
         last_arrival.saturating_sub(first_join) as f64 / 1e6,
         "s",
     );
-    report.server_usage(&before, &after, None);
+    let delivered = received.load(Ordering::Relaxed);
+    report.server_usage(&before, &after, Some((delivered, "msgs")));
+    if let (Some(before), Some(after)) = (counters_before, counters_after) {
+        report.cluster_messages(&before, &after, delivered);
+    }
     report
 }
 
