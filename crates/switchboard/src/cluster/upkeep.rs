@@ -304,6 +304,7 @@ impl Cluster {
             let mail = Mail::Roster(change);
             for node in to {
                 if let Err(e) = self.bus.send_mail(&node, &mail).await {
+                    self.bus.count_skipped();
                     // Their view heals: a relay to the wrong node is answered with `Left`.
                     tracing::debug!(%node, error = %e, "roster change not told");
                 }
@@ -337,6 +338,7 @@ impl Cluster {
         let mail = Mail::Roster(change);
         for node in nodes.iter().filter(|n| n.id != self.node.id) {
             if let Err(e) = self.bus.send_mail(&node.id, &mail).await {
+                self.bus.count_skipped();
                 tracing::debug!(node = %node.id, error = %e, "roster change not told");
             }
         }
@@ -362,6 +364,7 @@ impl Cluster {
                 node: self.node.id.clone(),
             });
             if let Err(e) = self.bus.send_mail(&from, &left).await {
+                self.bus.count_skipped();
                 tracing::debug!(node = %from, error = %e, "could not correct a stale view");
             }
             return;

@@ -159,11 +159,11 @@ impl RedisBus {
     }
 
     /// Sends `mail` to `node` alone (see `mail`); whether a node was listening. Fails when
-    /// Redis is unreachable or refused it (counted as a failed publish).
+    /// Redis is unreachable or refused it; the caller counts that as a failed publish (its
+    /// sender is refused) or a skipped one (told again later).
     pub async fn send_mail(&self, node: &str, mail: &Mail) -> Result<bool, BusError> {
         let bus = &self.inner;
         if !bus.link.is_up() {
-            bus.failed.fetch_add(1, Ordering::Relaxed);
             return Err(BusError(fred::error::Error::new(
                 fred::error::ErrorKind::IO,
                 "Redis is unreachable",
@@ -173,12 +173,19 @@ impl RedisBus {
             .link
             .commands()
             .spublish(mail_channel(node), mail.encode())
-            .await
-            .inspect_err(|_| {
-                bus.failed.fetch_add(1, Ordering::Relaxed);
-            })?;
+            .await?;
         bus.published.fetch_add(1, Ordering::Relaxed);
         Ok(receivers > 0)
+    }
+
+    /// Counts mail Redis did not take whose sender was refused.
+    pub fn count_failed(&self) {
+        self.inner.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts mail Redis did not take that is told again later, or not needed.
+    pub fn count_skipped(&self) {
+        self.inner.skipped.fetch_add(1, Ordering::Relaxed);
     }
 }
 

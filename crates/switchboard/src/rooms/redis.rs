@@ -222,6 +222,8 @@ pub struct RedisRoomStore {
     recent: Mutex<VecDeque<(Instant, Departure)>>,
     /// This node's members that left a room in the last [`IN_FLIGHT`], oldest first.
     left_lately: Mutex<VecDeque<(Instant, Departure)>>,
+    /// Members being admitted to a room on this node right now.
+    joining: Mutex<Vec<Departure>>,
     join: Script,
     leave: Script,
     set_media: Script,
@@ -243,6 +245,7 @@ impl RedisRoomStore {
             roster: Roster::default(),
             recent: Mutex::new(VecDeque::new()),
             left_lately: Mutex::new(VecDeque::new()),
+            joining: Mutex::new(Vec::new()),
             join: Script::from_lua(JOIN),
             leave: Script::from_lua(LEAVE),
             set_media: Script::from_lua(SET_MEDIA),
@@ -277,19 +280,22 @@ impl RedisRoomStore {
     }
 
     /// Whether node mail for `member_id` in `room` is delivered on this node: it is a member
-    /// of the room here, reached through its socket (not a resumable session), or it left the
-    /// room so lately that the mail may have been sent before its departure was heard.
+    /// of the room here, reached through its socket (not a resumable session), or is being
+    /// admitted to it, or left it so lately that the mail may have been sent before its
+    /// departure was heard.
     pub fn delivers_here(&self, room: &RoomId, member_id: &str) -> bool {
         let member = self
             .local()
             .get(room)
             .and_then(|m| m.get(member_id))
             .map(|(m, _)| m.resumable);
+        let is = |d: &Departure| &d.room == room && d.member_id == member_id;
         match member {
             Some(resumable) => !resumable,
-            None => lock(&self.left_lately)
-                .iter()
-                .any(|(_, d)| &d.room == room && d.member_id == member_id),
+            None => {
+                lock(&self.joining).iter().any(is)
+                    || lock(&self.left_lately).iter().any(|(_, d)| is(d))
+            }
         }
     }
 
@@ -777,6 +783,9 @@ impl RoomStore for RedisRoomStore {
     ) -> Result<Joined, StoreError> {
         let _changing = self.changes.read().await;
         let epoch = self.roster.admitting()?;
+        // Once the join script ran, other nodes may send to the member before this node has
+        // it as a local member (just below): mail for it is delivered meanwhile.
+        let _joining = Joining::enter(&self.joining, room, &member.id);
         let index = node_members_key(&self.node);
         let entry = index_entry(room.as_str(), &member.id);
         // Indexed first: a crash between the two writes leaves an index entry without a
@@ -1062,6 +1071,32 @@ impl RoomStore for RedisRoomStore {
             media.into_iter().collect(),
             "",
         ))
+    }
+}
+
+/// A member listed in [`RedisRoomStore::joining`] until its join returns, however it ends.
+struct Joining<'a> {
+    list: &'a Mutex<Vec<Departure>>,
+    entry: Departure,
+}
+
+impl<'a> Joining<'a> {
+    fn enter(list: &'a Mutex<Vec<Departure>>, room: &RoomId, member_id: &str) -> Self {
+        let entry = Departure {
+            room: room.clone(),
+            member_id: member_id.to_owned(),
+        };
+        lock(list).push(entry.clone());
+        Self { list, entry }
+    }
+}
+
+impl Drop for Joining<'_> {
+    fn drop(&mut self) {
+        let mut list = lock(self.list);
+        if let Some(at) = list.iter().position(|d| d == &self.entry) {
+            list.swap_remove(at);
+        }
     }
 }
 

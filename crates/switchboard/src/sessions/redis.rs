@@ -248,10 +248,10 @@ impl RedisSessionDirectory {
     }
 
     async fn send(&self, node: &str, mail: &Mail) -> Result<bool, StoreError> {
-        self.bus
-            .send_mail(node, mail)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.bus.send_mail(node, mail).await.map_err(|e| {
+            self.bus.count_failed();
+            StoreError::Unavailable(e.to_string())
+        })
     }
 }
 

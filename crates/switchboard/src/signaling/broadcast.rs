@@ -42,6 +42,7 @@ pub(super) async fn to_nodes<T: Serialize + ?Sized>(
     let mut taken = true;
     for node in nodes {
         if let Err(e) = bus.send_mail(node, &mail).await {
+            bus.count_skipped();
             tracing::debug!(%node, %room, event, error = %e, "room event not sent to a node");
             taken = false;
         }
@@ -69,6 +70,7 @@ pub(super) async fn joined(
     let mut taken = true;
     for node in nodes {
         if let Err(e) = bus.send_mail(node, &mail).await {
+            bus.count_failed();
             tracing::debug!(%node, %room, error = %e, "join not told to a node");
             taken = false;
         }

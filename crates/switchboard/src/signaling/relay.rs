@@ -122,6 +122,7 @@ pub(super) async fn relay<A: Adapter>(
             "the peer's node is not reachable; nothing was delivered, try again",
         )),
         Err(e) => {
+            bus.count_failed();
             tracing::info!(socket = source, error = %e, "relay not published");
             Err(not_published())
         }

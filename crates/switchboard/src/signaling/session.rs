@@ -75,13 +75,18 @@ impl<A: Adapter> Session<A> {
 
     /// Handles the socket's events in order until its connection ends or the node shuts down.
     /// A client that opted in (`resume`) first gets its session, new or resumed.
+    ///
+    /// Every step that awaits more than the queue is boxed: a task holds the state of its
+    /// largest await point for its whole life, and most sockets spend theirs idle, waiting
+    /// for their next event. Boxed, an idle session holds only this loop's state, and the
+    /// larger state of a join or a relay exists only while one runs.
     pub(super) async fn run(
         mut self,
         mut queue: mpsc::Receiver<Inbound<A>>,
         resume: Option<String>,
     ) {
         if let Some(resume) = resume {
-            self.start(&resume).await;
+            Box::pin(self.start(&resume)).await;
         }
         let lifecycle = self.signaling.lifecycle.clone();
         loop {
@@ -91,7 +96,7 @@ impl<A: Adapter> Session<A> {
             };
             let Some(inbound) = inbound else {
                 self.remote_relays = None;
-                self.disconnect(DisconnectCause::Shutdown).await;
+                Box::pin(self.disconnect(DisconnectCause::Shutdown)).await;
                 if lifecycle.phase() == Phase::Closing {
                     // The node ended this session; socketioxide runs no disconnect handler
                     // when it then closes the connection, so this is the connection's goodbye.
@@ -103,12 +108,11 @@ impl<A: Adapter> Session<A> {
             match inbound {
                 Inbound::Event { received, ack } => {
                     let text = received.packet.as_str().map(|t| t.as_str());
-                    self.handle(text.unwrap_or_default(), received.at, ack)
-                        .await;
+                    Box::pin(self.handle(text.unwrap_or_default(), received.at, ack)).await;
                 }
                 Inbound::Disconnect(cause, announced) => {
                     self.remote_relays = None;
-                    self.disconnect(cause).await;
+                    Box::pin(self.disconnect(cause)).await;
                     let _ = announced.send(());
                     break;
                 }
