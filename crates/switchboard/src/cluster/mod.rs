@@ -7,6 +7,8 @@
 //! - room state: [`crate::rooms::RedisRoomStore`], so every node sees who is in a room, and
 //!   where the other nodes' members of its own rooms are (its view, `rooms::view`).
 //! - [`registry`]: which nodes are alive, so a survivor can clean up after a crashed one.
+//! - [`mailroom`]: what other nodes send this one (relays, room events, roster changes,
+//!   session events), and the roster changes this node tells them.
 //! - [`upkeep`]: the node's upkeep loop ([`Cluster::run`]), which heartbeats, resynchronises
 //!   this node's members into Redis after every (re)connection, and reaps dead nodes.
 //!
@@ -14,6 +16,7 @@
 //! through socketioxide, as in single-process mode; what goes to other nodes goes as node
 //! mail over the bus (`signaling::broadcast`, `signaling::relay`).
 
+mod mailroom;
 mod registry;
 mod upkeep;
 
