@@ -27,9 +27,6 @@ pub(super) async fn to_nodes<T: Serialize + ?Sized>(
     event: &str,
     payload: &T,
 ) -> bool {
-    let Some(bus) = &signaling.bus else {
-        return true;
-    };
     if nodes.is_empty() {
         return true;
     }
@@ -39,15 +36,7 @@ pub(super) async fn to_nodes<T: Serialize + ?Sized>(
         event: event.to_owned(),
         payload: serde_json::to_string(payload).unwrap_or_default(),
     };
-    let mut taken = true;
-    for node in nodes {
-        if let Err(e) = bus.send_mail(node, &mail).await {
-            bus.count_skipped();
-            tracing::debug!(%node, %room, event, error = %e, "room event not sent to a node");
-            taken = false;
-        }
-    }
-    taken
+    send_each(signaling, nodes, &mail).await
 }
 
 /// Tells `nodes` that `member` is now in `room` on this node, for their views of the room.
@@ -58,20 +47,30 @@ pub(super) async fn joined(
     room: &RoomId,
     member: &Member,
 ) -> bool {
-    let Some(bus) = &signaling.bus else {
-        return true;
-    };
     let mail = Mail::Roster(RosterChange::Joined {
         room: room.clone(),
         member: member.id.clone(),
         node: member.node.clone(),
         resumable: member.resumable,
     });
+    send_each(signaling, nodes, &mail).await
+}
+
+/// Sends `mail` to each of `nodes`; whether Redis took it for every one. What it did not take
+/// is counted as skipped (`switchboard_bus_publishes_skipped_total`).
+async fn send_each<'a>(
+    signaling: &Signaling,
+    nodes: impl IntoIterator<Item = &'a String>,
+    mail: &Mail,
+) -> bool {
+    let Some(bus) = &signaling.bus else {
+        return true;
+    };
     let mut taken = true;
     for node in nodes {
-        if let Err(e) = bus.send_mail(node, &mail).await {
-            bus.count_failed();
-            tracing::debug!(%node, %room, error = %e, "join not told to a node");
+        if let Err(e) = bus.send_mail(node, mail).await {
+            bus.count_skipped();
+            tracing::debug!(%node, error = %e, "node mail not sent");
             taken = false;
         }
     }
