@@ -294,7 +294,9 @@ impl RedisRoomStore {
             Some(resumable) => !resumable,
             None => {
                 lock(&self.joining).iter().any(is)
-                    || lock(&self.left_lately).iter().any(|(_, d)| is(d))
+                    || lock(&self.left_lately)
+                        .iter()
+                        .any(|(at, d)| at.elapsed() <= IN_FLIGHT && is(d))
             }
         }
     }
@@ -1172,6 +1174,31 @@ fn peers_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn mail_for_a_member_is_delivered_while_here_joining_or_just_gone() {
+        // Never connects: only this node's own bookkeeping is asked.
+        let link = RedisLink::open("redis://127.0.0.1:1").unwrap();
+        let store = RedisRoomStore::new(link, "n1".into());
+        let room = RoomId::try_from("r".to_owned()).unwrap();
+        assert!(!store.delivers_here(&room, "m"), "never here");
+        {
+            let _joining = Joining::enter(&store.joining, &room, "m");
+            assert!(store.delivers_here(&room, "m"), "being admitted");
+        }
+        assert!(!store.delivers_here(&room, "m"), "admission over");
+        store.remember_left(&room, "m");
+        assert!(
+            store.delivers_here(&room, "m"),
+            "mail sent before the departure was heard"
+        );
+        assert!(!store.delivers_here(&room, "other"));
+        lock(&store.left_lately)[0].0 = Instant::now() - IN_FLIGHT - Duration::from_millis(1);
+        assert!(
+            !store.delivers_here(&room, "m"),
+            "gone for longer than mail travels"
+        );
+    }
 
     #[test]
     fn keys_of_a_room_share_a_hash_tag() {
