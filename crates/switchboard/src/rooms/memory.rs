@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use switchboard_protocol::{MediaState, RoomId};
 
-use super::{Joined, Located, Location, Member, Peer, RoomStore, StoreError};
+use super::{Joined, Left, Located, Location, Member, Peer, RoomStore, StoreError};
 
 #[derive(Debug, Default)]
 pub struct MemoryRoomStore {
@@ -94,16 +94,19 @@ impl RoomStore for MemoryRoomStore {
         Ok(Joined::Admitted { peers })
     }
 
-    async fn leave(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError> {
+    async fn leave(&self, room: &RoomId, member_id: &str) -> Result<Left, StoreError> {
         let mut rooms = self.rooms();
         let Some(entry) = rooms.get_mut(room) else {
-            return Ok(false);
+            return Ok(Left::default());
         };
         let removed = entry.members.remove(member_id).is_some();
         if entry.members.is_empty() {
             rooms.remove(room);
         }
-        Ok(removed)
+        Ok(Left {
+            was_member: removed,
+            nodes: Vec::new(),
+        })
     }
 
     async fn set_media(
@@ -252,8 +255,8 @@ mod tests {
         assert!(store.set_media(&r1, "a", on).await.unwrap());
         assert_eq!(store.peers(&r1).await.unwrap()[0].media, Some(on));
         assert_eq!(store.peers(&r2).await.unwrap()[0].media, None);
-        assert!(store.leave(&r1, "a").await.unwrap());
-        assert!(!store.leave(&r1, "a").await.unwrap());
+        assert!(store.leave(&r1, "a").await.unwrap().was_member);
+        assert!(!store.leave(&r1, "a").await.unwrap().was_member);
         store.join(&r1, &member("a"), None).await.unwrap();
         assert_eq!(store.peers(&r1).await.unwrap()[0].media, None);
         let only_r2 = BTreeSet::from([r2.clone()]);

@@ -78,6 +78,17 @@ pub enum Joined {
     Full,
 }
 
+/// What came of a leave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Left {
+    /// Whether the member was in the room.
+    pub was_member: bool,
+    /// The other nodes with members in the room when it left, as far as this node knows, and
+    /// as Redis had them at that moment: a node whose member joined a moment before hears of
+    /// the departure even if this node did not know of it yet. Empty with one process.
+    pub nodes: Vec<String>,
+}
+
 /// Where a member's socket is connected, which decides how a relay reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -123,8 +134,9 @@ pub trait RoomStore: Send + Sync + 'static {
         capacity: Option<usize>,
     ) -> Result<Joined, StoreError>;
 
-    /// Removes a member and its media state from a room. Returns whether it was there.
-    async fn leave(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError>;
+    /// Removes a member and its media state from a room. Returns whether it was there, and
+    /// which other nodes must hear of it.
+    async fn leave(&self, room: &RoomId, member_id: &str) -> Result<Left, StoreError>;
 
     /// Records a member's media state in a room. Returns false (and records nothing) when the
     /// member is not in the room.

@@ -40,7 +40,7 @@ use tokio::sync::{RwLock, mpsc};
 
 use super::roster::{Roster, rebuilding};
 use super::view::{Remote, RemoteMembers};
-use super::{Joined, Located, Location, Member, Peer, RoomStore, StoreError};
+use super::{Joined, Left, Located, Location, Member, Peer, RoomStore, StoreError};
 use crate::redis::{COMMAND_TIMEOUT, RedisLink, RosterChange};
 
 /// Adds a member unless the room is full; returns `{members before, media}` or nil when full.
@@ -56,11 +56,12 @@ redis.call('HSET', KEYS[1], id, record)
 return {members, media}
 "#;
 
-/// Removes a member and its media state; returns 1 if it was in the room.
+/// Removes a member and its media state; returns {1 if it was in the room, the records of
+/// the members left}.
 const LEAVE: &str = r#"
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-return removed
+return {removed, redis.call('HVALS', KEYS[1])}
 "#;
 
 /// Records a member's media state if it is in the room; returns 1 if so.
@@ -453,10 +454,33 @@ impl RedisRoomStore {
 
     /// Removes one member from a room in Redis; whether it was there.
     async fn remove(&self, room: &str, member_id: &str) -> Result<bool, StoreError> {
-        let removed = self
+        Ok(self.remove_telling(room, member_id).await?.0)
+    }
+
+    /// [`RedisRoomStore::remove`], and the nodes of the members still in the room.
+    async fn remove_telling(
+        &self,
+        room: &str,
+        member_id: &str,
+    ) -> Result<(bool, BTreeSet<String>), StoreError> {
+        let reply = self
             .run(&self.leave, room, vec![member_id.to_owned()])
             .await?;
-        Ok(matches!(removed, Value::Integer(1)))
+        let Value::Array(mut parts) = reply else {
+            return Ok((false, BTreeSet::new()));
+        };
+        let records = match parts.pop() {
+            Some(Value::Array(records)) => records,
+            _ => Vec::new(),
+        };
+        let nodes = records
+            .into_iter()
+            .filter_map(|r| r.into_string())
+            .filter_map(|json| serde_json::from_str::<MemberRecord>(&json).ok())
+            .map(|record| record.node)
+            .filter(|node| *node != self.node)
+            .collect();
+        Ok((matches!(parts.pop(), Some(Value::Integer(1))), nodes))
     }
 
     /// Removes every member a node left in Redis, except resumable sessions, which get their
@@ -830,7 +854,7 @@ impl RoomStore for RedisRoomStore {
         Ok(Joined::Admitted { peers })
     }
 
-    async fn leave(&self, room: &RoomId, member_id: &str) -> Result<bool, StoreError> {
+    async fn leave(&self, room: &RoomId, member_id: &str) -> Result<Left, StoreError> {
         let _changing = self.changes.read().await;
         let was_here = {
             let mut local = self.local();
@@ -843,11 +867,11 @@ impl RoomStore for RedisRoomStore {
             }
             removed
         };
-        let nodes = self.nodes_after_leaving(room);
+        let mut nodes = self.nodes_after_leaving(room);
         if was_here {
             self.remember_left(room, member_id);
             self.tell(
-                nodes,
+                nodes.clone(),
                 RosterChange::Left {
                     room: room.clone(),
                     member: member_id.to_owned(),
@@ -858,7 +882,9 @@ impl RoomStore for RedisRoomStore {
         // The local record is the truth for this node's sockets; if Redis cannot be told
         // now, `resync` removes the member once Redis is back.
         let in_redis = async {
-            let removed = self.remove(room.as_str(), member_id).await?;
+            let (removed, others) = self.remove_telling(room.as_str(), member_id).await?;
+            // A node whose member joined a moment ago may not be in the view yet.
+            nodes.extend(others);
             let _: i64 = self
                 .redis()?
                 .srem(
@@ -891,7 +917,10 @@ impl RoomStore for RedisRoomStore {
                     }
                     recent.push_back((now, departure));
                 }
-                Ok(was_here || removed)
+                Ok(Left {
+                    was_member: was_here || removed,
+                    nodes: nodes.into_iter().collect(),
+                })
             }
             Err(e) => {
                 tracing::debug!(%room, member = member_id, error = %e, "leave deferred until Redis is back");
@@ -901,7 +930,10 @@ impl RoomStore for RedisRoomStore {
                         member_id: member_id.to_owned(),
                     });
                 }
-                Ok(was_here)
+                Ok(Left {
+                    was_member: was_here,
+                    nodes: nodes.into_iter().collect(),
+                })
             }
         }
     }

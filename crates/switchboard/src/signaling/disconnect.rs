@@ -38,10 +38,13 @@ impl<A: Adapter> Session<A> {
             self.emit_room(room, names::PEER_LEFT, &departed).await;
         }
         for room in &self.rooms {
-            let nodes = self.signaling.store.room_nodes(room);
-            if let Err(e) = self.signaling.store.leave(room, &self.id).await {
-                tracing::warn!(socket = %self.id, %room, error = %e, "could not forget member");
-            }
+            let nodes = match self.signaling.store.leave(room, &self.id).await {
+                Ok(left) => left.nodes,
+                Err(e) => {
+                    tracing::warn!(socket = %self.id, %room, error = %e, "could not forget member");
+                    self.signaling.store.room_nodes(room)
+                }
+            };
             self.emit_room_on(&nodes, room, names::USER_DISCONNECTED, &departed)
                 .await;
             metrics::left(LeaveCause::Disconnect);

@@ -162,7 +162,8 @@ impl<A: Adapter> Session<A> {
             self.rooms.remove(&room_id);
             self.socket.leave(call_room(&room_id));
             let nodes = self.signaling.store.room_nodes(&room_id);
-            let _ = self.signaling.store.leave(&room_id, &self.id).await;
+            let left = self.signaling.store.leave(&room_id, &self.id).await;
+            let nodes = left.map_or(nodes, |left| left.nodes);
             let departed = ServerEvent::Departed { id: &self.id };
             self.emit_room_on(&nodes, &room_id, names::USER_DISCONNECTED, &departed)
                 .await;

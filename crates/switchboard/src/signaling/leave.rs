@@ -11,11 +11,10 @@ impl<A: Adapter> Session<A> {
     pub(super) async fn leave(&mut self, leave: LeaveRoom) -> Result<Reply, ProtocolError> {
         let room = leave.room_id;
         self.ensure_member(&room)?;
-        let nodes = self.signaling.store.room_nodes(&room);
-        self.signaling.store.leave(&room, &self.id).await?;
+        let left = self.signaling.store.leave(&room, &self.id).await?;
         self.rooms.remove(&room);
         self.emit_room_on(
-            &nodes,
+            &left.nodes,
             &room,
             names::USER_DISCONNECTED,
             &ServerEvent::Departed { id: &self.id },
