@@ -28,14 +28,9 @@ impl Cluster {
     /// the order they happened, until the process ends.
     pub(super) async fn tell_roster_changes(self: Arc<Self>, mut told: UnboundedReceiver<Told>) {
         while let Some(Told { to, change }) = told.recv().await {
-            let mail = Mail::Roster(change);
-            for node in to {
-                if let Err(e) = self.bus.send_mail(&node, &mail).await {
-                    self.bus.count_skipped();
-                    // Their view heals: a relay to the wrong node is answered with `Left`.
-                    tracing::debug!(%node, error = %e, "roster change not told");
-                }
-            }
+            // Not told, a view heals: a relay to the wrong node is answered with `Left`.
+            let to: Vec<String> = to.into_iter().collect();
+            self.bus.send_each(&to, &Mail::Roster(change)).await;
         }
     }
 
@@ -62,13 +57,12 @@ impl Cluster {
                 return;
             }
         };
-        let mail = Mail::Roster(change);
-        for node in nodes.iter().filter(|n| n.id != self.node.id) {
-            if let Err(e) = self.bus.send_mail(&node.id, &mail).await {
-                self.bus.count_skipped();
-                tracing::debug!(node = %node.id, error = %e, "roster change not told");
-            }
-        }
+        let others: Vec<String> = nodes
+            .into_iter()
+            .map(|n| n.id)
+            .filter(|id| *id != self.node.id)
+            .collect();
+        self.bus.send_each(&others, &Mail::Roster(change)).await;
     }
 
     /// Delivers a relay from another node to its target here, if the target is a member of
@@ -90,18 +84,11 @@ impl Cluster {
                 member: target,
                 node: self.node.id.clone(),
             });
-            if let Err(e) = self.bus.send_mail(&from, &left).await {
-                self.bus.count_skipped();
-                tracing::debug!(node = %from, error = %e, "could not correct a stale view");
-            }
+            self.bus.send_each(&[from], &left).await;
             return;
         }
-        let payload = match RawValue::from_string(payload) {
-            Ok(payload) => payload,
-            Err(e) => {
-                tracing::warn!(error = %e, "relay from another node is not JSON; dropped");
-                return;
-            }
+        let Some(payload) = json(payload) else {
+            return;
         };
         let to = io.to(target).local();
         if let Err(e) = to.emit(names::MESSAGE, &payload).await {
@@ -119,12 +106,8 @@ impl Cluster {
         event: &str,
         payload: String,
     ) {
-        let payload = match RawValue::from_string(payload) {
-            Ok(payload) => payload,
-            Err(e) => {
-                tracing::warn!(error = %e, "room event from another node is not JSON; dropped");
-                return;
-            }
+        let Some(payload) = json(payload) else {
+            return;
         };
         let sent = if to.is_empty() {
             io.to(signaling::call_room(&room))
@@ -205,4 +188,12 @@ impl Cluster {
         }
         self.mail_read.send_replace(true);
     }
+}
+
+/// The JSON payload of mail from another node, ready to emit as is; `None` (logged) if it is
+/// not JSON, which this version never sends.
+fn json(payload: String) -> Option<Box<RawValue>> {
+    RawValue::from_string(payload)
+        .inspect_err(|e| tracing::warn!(error = %e, "node mail payload is not JSON; dropped"))
+        .ok()
 }

@@ -178,6 +178,20 @@ impl RedisBus {
         Ok(receivers > 0)
     }
 
+    /// Sends `mail` to each of `nodes`; whether Redis took it for every one. What it did not
+    /// take is counted as skipped (told again later, or not needed).
+    pub async fn send_each(&self, nodes: &[String], mail: &Mail) -> bool {
+        let mut taken = true;
+        for node in nodes {
+            if let Err(e) = self.send_mail(node, mail).await {
+                self.count_skipped();
+                tracing::debug!(%node, error = %e, "node mail not sent");
+                taken = false;
+            }
+        }
+        taken
+    }
+
     /// Counts mail Redis did not take whose sender was refused.
     pub fn count_failed(&self) {
         self.inner.failed.fetch_add(1, Ordering::Relaxed);

@@ -304,21 +304,11 @@ impl RedisRoomStore {
 
     /// Remembers a departure of one of this node's members for [`IN_FLIGHT`].
     fn remember_left(&self, room: &RoomId, member_id: &str) {
-        let now = Instant::now();
-        let mut lately = lock(&self.left_lately);
-        while lately
-            .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) > IN_FLIGHT)
-        {
-            lately.pop_front();
-        }
-        lately.push_back((
-            now,
-            Departure {
-                room: room.clone(),
-                member_id: member_id.to_owned(),
-            },
-        ));
+        let departure = Departure {
+            room: room.clone(),
+            member_id: member_id.to_owned(),
+        };
+        remember_for(&self.left_lately, IN_FLIGHT, departure);
     }
 
     /// Applies a roster change another node told this one.
@@ -418,19 +408,8 @@ impl RedisRoomStore {
         keep: impl Fn(&Departure) -> bool,
     ) -> Result<Reaped, StoreError> {
         let index = node_members_key(node);
-        let entries: Vec<String> = self
-            .redis()?
-            .smembers(&index)
-            .await
-            .map_err(StoreError::redis)?;
         let mut reaped = Reaped::default();
-        for entry in entries {
-            let Some(departure) = parse_index_entry(&entry) else {
-                continue;
-            };
-            if keep(&departure) {
-                continue;
-            }
+        for (entry, departure) in self.listed(&index, keep).await? {
             match self.record(&departure.room, &departure.member_id).await? {
                 Some(r) if r.node != node => {}
                 Some(r) if r.resumable => reaped.resumable.push(departure),
@@ -450,6 +429,27 @@ impl RedisRoomStore {
                 .map_err(StoreError::redis)?;
         }
         Ok(reaped)
+    }
+
+    /// The entries of a node's set of `"<roomId> <memberId>"` at `key` that `keep` rejects,
+    /// each with the departure it names (entries that do not parse are skipped).
+    async fn listed(
+        &self,
+        key: &str,
+        keep: impl Fn(&Departure) -> bool,
+    ) -> Result<Vec<(String, Departure)>, StoreError> {
+        let entries: Vec<String> = self
+            .redis()?
+            .smembers(key)
+            .await
+            .map_err(StoreError::redis)?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| {
+                let departure = parse_index_entry(&entry)?;
+                (!keep(&departure)).then_some((entry, departure))
+            })
+            .collect())
     }
 
     /// Removes one member from a room in Redis; whether it was there.
@@ -530,19 +530,8 @@ impl RedisRoomStore {
         keep: impl Fn(&Departure) -> bool,
     ) -> Result<Vec<Departure>, StoreError> {
         let key = node_unheard_key(node);
-        let entries: Vec<String> = self
-            .redis()?
-            .smembers(&key)
-            .await
-            .map_err(StoreError::redis)?;
         let mut taken = Vec::new();
-        for entry in entries {
-            let Some(departure) = parse_index_entry(&entry) else {
-                continue;
-            };
-            if keep(&departure) {
-                continue;
-            }
+        for (entry, departure) in self.listed(&key, keep).await? {
             let _: i64 = self
                 .redis()?
                 .srem(&key, &entry)
@@ -907,15 +896,7 @@ impl RoomStore for RedisRoomStore {
                 if was_here && (!removed || !self.roster.is_complete()) {
                     self.unheard().departures.push(departure);
                 } else if was_here {
-                    let now = Instant::now();
-                    let mut recent = lock(&self.recent);
-                    while recent
-                        .front()
-                        .is_some_and(|(at, _)| now.duration_since(*at) > RECENT)
-                    {
-                        recent.pop_front();
-                    }
-                    recent.push_back((now, departure));
+                    remember_for(&self.recent, RECENT, departure);
                 }
                 Ok(Left {
                     was_member: was_here || removed,
@@ -1106,6 +1087,24 @@ impl RoomStore for RedisRoomStore {
             "",
         ))
     }
+}
+
+/// Adds `departure` to a list of the departures of the last `window`, oldest first, and
+/// forgets those older than that.
+fn remember_for(
+    list: &Mutex<VecDeque<(Instant, Departure)>>,
+    window: Duration,
+    departure: Departure,
+) {
+    let now = Instant::now();
+    let mut list = lock(list);
+    while list
+        .front()
+        .is_some_and(|(at, _)| now.duration_since(*at) > window)
+    {
+        list.pop_front();
+    }
+    list.push_back((now, departure));
 }
 
 /// A member listed in [`RedisRoomStore::joining`] until its join returns, however it ends.

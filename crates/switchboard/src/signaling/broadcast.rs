@@ -7,8 +7,6 @@
 //! never sees it. Everything one node sends another (room events and relays) travels on that
 //! node's one channel, so it arrives in the order it was sent.
 
-use std::collections::BTreeSet;
-
 use serde::Serialize;
 use switchboard_protocol::RoomId;
 
@@ -43,7 +41,7 @@ pub(super) async fn to_nodes<T: Serialize + ?Sized>(
 /// Whether Redis took it for every node.
 pub(super) async fn joined(
     signaling: &Signaling,
-    nodes: &BTreeSet<String>,
+    nodes: &[String],
     room: &RoomId,
     member: &Member,
 ) -> bool {
@@ -56,23 +54,10 @@ pub(super) async fn joined(
     send_each(signaling, nodes, &mail).await
 }
 
-/// Sends `mail` to each of `nodes`; whether Redis took it for every one. What it did not take
-/// is counted as skipped (`switchboard_bus_publishes_skipped_total`).
-async fn send_each<'a>(
-    signaling: &Signaling,
-    nodes: impl IntoIterator<Item = &'a String>,
-    mail: &Mail,
-) -> bool {
-    let Some(bus) = &signaling.bus else {
-        return true;
-    };
-    let mut taken = true;
-    for node in nodes {
-        if let Err(e) = bus.send_mail(node, mail).await {
-            bus.count_skipped();
-            tracing::debug!(%node, error = %e, "node mail not sent");
-            taken = false;
-        }
+/// Sends `mail` to each of `nodes` (see [`crate::redis::RedisBus::send_each`]).
+async fn send_each(signaling: &Signaling, nodes: &[String], mail: &Mail) -> bool {
+    match &signaling.bus {
+        Some(bus) => bus.send_each(nodes, mail).await,
+        None => true,
     }
-    taken
 }

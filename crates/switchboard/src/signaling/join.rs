@@ -14,7 +14,7 @@
 //! before the store admits it, so it cannot miss a departure or media change of a peer its
 //! backfill lists.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use socketioxide::adapter::Adapter;
 use switchboard_protocol::outbound::names;
@@ -115,11 +115,13 @@ impl<A: Adapter> Session<A> {
         // node with members here hears first that the newcomer is in the room (its view), then
         // the introductions, in that order on its one channel.
         let started = std::time::Instant::now();
-        let nodes = peers
+        let mut nodes: Vec<String> = peers
             .iter()
             .map(|p| p.member.node.clone())
             .filter(|n| *n != self.signaling.node_id)
-            .collect::<BTreeSet<String>>();
+            .collect();
+        nodes.sort();
+        nodes.dedup();
         let mut published = broadcast::joined(&self.signaling, &nodes, &room_id, &member).await;
         for (node, ids) in earlier {
             let nodes = [node.to_owned()];
